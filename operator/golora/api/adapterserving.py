@@ -1,0 +1,180 @@
+"""AdapterServing: patch vLLM / llm-d Deployments so a trained adapter is served by name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ..vllm import ALLOWED_MAX_LORA_RANKS
+from .common import (
+    K8S_NAME_PATTERN,
+    CamelModel,
+    CommonStatus,
+    KindInfo,
+    PrinterColumn,
+    StatusModel,
+    StoreRef,
+    cel,
+    section,
+    validations,
+)
+
+
+class TrainingRef(CamelModel):
+    """A LoraTraining in the same namespace whose adapter is served."""
+
+    name: str = Field(..., max_length=253, pattern=K8S_NAME_PATTERN, description="LoraTraining name.")
+
+
+class LabelSelector(CamelModel):
+    """Deployments to patch by labels, e.g. llm-d.ai/model for both prefill and decode."""
+
+    match_labels: dict[str, str] = Field(
+        ...,
+        min_length=1,
+        description="All of these labels must match (llm-d: llm-d.ai/model=<model>; both roles are patched).",
+    )
+
+
+class Targets(CamelModel):
+    """The model-server Deployments: by name or by label selector (exactly one)."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.deployments) != has(self.selector)",
+                "set exactly one of targets.deployments or targets.selector")
+        )
+    }
+
+    deployments: list[Annotated[str, Field(max_length=253, pattern=K8S_NAME_PATTERN)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Deployment names in this namespace (llm-d: the prefill AND decode Deployments).",
+    )
+    selector: LabelSelector | None = Field(None, description="Label selector over Deployments.")
+
+
+_RANK_LIST = ", ".join(str(r) for r in ALLOWED_MAX_LORA_RANKS)
+
+
+class VLLMOptions(CamelModel):
+    """vLLM LoRA engine options; 'auto' derives them from the adapters aimed at a Deployment."""
+
+    max_lora_rank: int | Literal["auto"] = Field(
+        "auto",
+        description=f"--max-lora-rank; auto rounds the largest adapter rank up to one of {_RANK_LIST}.",
+        json_schema_extra=validations(
+            cel(f"type(self) == string ? self == 'auto' : self in [{_RANK_LIST}]",
+                f"maxLoraRank must be 'auto' or one of {_RANK_LIST} (the values vLLM accepts)")
+        ),
+    )
+    max_loras: int | Literal["auto"] = Field(
+        "auto",
+        description="--max-loras (adapters per batch); auto = the number of adapters on the Deployment.",
+        json_schema_extra=validations(
+            cel("type(self) == string ? self == 'auto' : (self >= 1 && self <= 256)",
+                "maxLoras must be 'auto' or an integer between 1 and 256")
+        ),
+    )
+    max_cpu_loras: int | Literal["auto"] = Field(
+        "auto",
+        description="--max-cpu-loras (adapters cached in CPU memory); must be >= maxLoras.",
+        json_schema_extra=validations(
+            cel("type(self) == string ? self == 'auto' : (self >= 1 && self <= 1024)",
+                "maxCpuLoras must be 'auto' or an integer between 1 and 1024")
+        ),
+    )
+
+
+class AdapterServingSpec(CamelModel):
+    """Desired serving: which adapter, under which name, on which Deployments."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.trainingRef) != has(self.adapterPath)", "set exactly one of trainingRef or adapterPath"),
+        )
+    }
+
+    served_name: str = Field(
+        ...,
+        min_length=1,
+        max_length=128,
+        description="Name clients put in \"model\" (e.g. go-adapter). No '=', ',', '/' or whitespace.",
+        json_schema_extra=validations(
+            cel("!self.matches('[=,/\\\\s]')",
+                "servedName must not contain '=', ',', '/' or whitespace (vLLM's --lora-modules and "
+                "clients' \"model\" field cannot carry them)"),
+            cel("self.matches('^[A-Za-z0-9][A-Za-z0-9._:-]*$')",
+                "servedName must start with a letter or digit and use only letters, digits, '.', '_', ':' and '-'"),
+        ),
+    )
+    training_ref: TrainingRef | None = Field(None, description="LoraTraining whose adapter is served.")
+    adapter_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="Or an adapter directory relative to the store.",
+        json_schema_extra=validations(
+            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
+                "adapterPath must be relative to the store and must not contain '..'")
+        ),
+    )
+    targets: Targets = Field(..., description="Model-server Deployments to patch.")
+    container_name: str = Field(
+        "vllm", min_length=1, max_length=63, description="Engine container, found by name (never by index)."
+    )
+    storage: StoreRef = section(StoreRef, "Store volume mounted read-only into the server.")
+    vllm: VLLMOptions = section(VLLMOptions, "vLLM LoRA options.")
+    require_quality_gate: bool = Field(
+        True, description="Serve only adapters whose LoraTraining passed its quality gate."
+    )
+
+
+class TargetStatus(StatusModel):
+    """Per-Deployment patch and rollout state."""
+
+    name: str
+    patched_generation: int | None = Field(None, description="Deployment generation after golora's patch.")
+    observed_generation: int | None = None
+    replicas: int | None = None
+    updated_replicas: int | None = None
+    available_replicas: int | None = None
+    rolled_out: bool | None = None
+    served: bool | None = Field(None, description="Adapter listed by GET /v1/models on the ready pods.")
+    message: str | None = None
+
+
+class AdapterInfo(StatusModel):
+    """The adapter being served."""
+
+    path: str | None = None
+    rank: int | None = None
+    base_model: str | None = None
+
+
+class AdapterServingStatus(CommonStatus):
+    """Observed state of an AdapterServing."""
+
+    adapter: AdapterInfo | None = None
+    targets: list[TargetStatus] = Field(default_factory=list, description="Per-Deployment state.")
+    target_names: str | None = Field(None, description="Comma-separated Deployment names (for kubectl get).")
+
+
+KIND = KindInfo(
+    kind="AdapterServing",
+    plural="adapterservings",
+    singular="adapterserving",
+    short_names=["as", "ads"],
+    spec=AdapterServingSpec,
+    status=AdapterServingStatus,
+    description="AdapterServing patches vLLM / llm-d Deployments (--enable-lora, --lora-modules) so a "
+    "trained adapter is served under a model name.",
+    printer_columns=[
+        PrinterColumn(name="Served-Name", type="string", json_path=".spec.servedName"),
+        PrinterColumn(name="Targets", type="string", json_path=".status.targetNames"),
+        PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+        PrinterColumn(name="Message", type="string", json_path=".status.message", priority=1),
+        PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
+    ],
+)

@@ -1,0 +1,462 @@
+"""LoraTraining: a GoDataset (or a JSONL path) -> a QLoRA adapter on the store.
+
+The same models validate the CR (through the generated CRD) and the trainer's JSON
+config (``golora_trainer`` parses ``TrainerConfig`` built from this spec).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .common import (
+    GROUP,
+    K8S_NAME_PATTERN,
+    VERSION,
+    CamelModel,
+    CommonStatus,
+    Failure,
+    KindInfo,
+    PrinterColumn,
+    Resources,
+    SecretKeyRef,
+    StatusModel,
+    StoreRef,
+    Toleration,
+    cel,
+    section,
+    validations,
+)
+
+# Names that say the checkpoint is already quantized: bitsandbytes cannot quantize it again
+# (the blog's "You cannot load an AWQ model and quantize it with BitsAndBytes").
+# The attention projections: the blog's (and QLoRA guides') standard starting point.
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+PREQUANTIZED_NAME_REGEX = "(?i)(awq|gptq|int4|int8|bnb|gguf|exl2)"
+
+
+class BaseModelRef(CamelModel):
+    """The base model: a Hugging Face id, or a directory on the store volume."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.name) != has(self.path)", "set exactly one of baseModel.name or baseModel.path")
+        )
+    }
+
+    name: str | None = Field(
+        None,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$",
+        description="Hugging Face model id, e.g. Qwen/Qwen2.5-7B-Instruct (the full-precision base; "
+        "serve the adapter on the AWQ variant).",
+    )
+    path: str | None = Field(
+        None,
+        max_length=1024,
+        description="Model directory relative to the store (config.json, tokenizer, weights).",
+        json_schema_extra=validations(
+            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
+                "path must be relative to the store and must not contain '..'")
+        ),
+    )
+    revision: str | None = Field(None, max_length=256, description="Hub revision (branch, tag or commit).")
+    token_secret: SecretKeyRef | None = Field(
+        None, description="Secret with a Hugging Face token, mounted as a file."
+    )
+
+
+class DatasetRef(CamelModel):
+    """A GoDataset in the same namespace; training waits until it has Succeeded."""
+
+    name: str = Field(..., max_length=253, pattern=K8S_NAME_PATTERN, description="GoDataset name.")
+
+
+class LoraSpec(CamelModel):
+    """LoRA adapter shape. vLLM serves ranks up to 512 (rounded up to its allowed set)."""
+
+    r: int = Field(16, ge=1, le=512, description="LoRA rank (1-512).")
+    alpha: int = Field(32, ge=1, le=4096, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        min_length=1,
+        max_length=32,
+        description="Module names to adapt (attention projections by default). embed_tokens and "
+        "lm_head are refused: vLLM cannot serve them.",
+        json_schema_extra={
+            "default": list(DEFAULT_TARGET_MODULES),
+            **validations(
+                cel("self.all(m, m.matches('^[A-Za-z0-9_.]+$') && !(m in ['embed_tokens', 'lm_head']))",
+                    "targetModules must be module names; embed_tokens and lm_head cannot be served by vLLM")
+            ),
+        },
+    )
+
+
+class Quantization(CamelModel):
+    """How the frozen base is loaded for training."""
+
+    type: Literal["nf4", "none"] = Field(
+        "nf4", description="nf4: QLoRA 4-bit (bitsandbytes, GPU only); none: base in training precision."
+    )
+    double_quant: bool = Field(True, description="Quantize the quantization constants too (saves ~0.4 GB on 7B).")
+
+
+class Training(CamelModel):
+    """Optimisation settings. Defaults are a sane start for ~40k Go pairs on a 7B instruct model."""
+
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the training split.")
+    max_samples: int = Field(0, ge=0, description="Use at most this many training pairs (0 = all).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0 = from epochs).")
+    learning_rate: float = Field(2e-4, gt=0, le=1.0, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.03, ge=0, le=0.5, description="Linear warm-up fraction.")
+    micro_batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="Sequences per forward pass, or 'auto' to pick the largest that fits the GPU's "
+        "memory; gradient accumulation keeps the effective batch.",
+        json_schema_extra=validations(
+            cel("type(self) == string ? self == 'auto' : (self >= 1 && self <= 1024)",
+                "microBatchSize must be 'auto' or an integer between 1 and 1024")
+        ),
+    )
+    effective_batch_size: int = Field(16, ge=1, le=65536, description="Sequences per optimizer step.")
+    max_seq_length: int = Field(1024, ge=32, le=131072, description="Tokens per sample; longer ones are truncated (counted).")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="auto: bf16 on compute capability >= 8.0, the fp16 recipe on 7.x (T4), fp32 on CPU.",
+    )
+    seed: int = Field(42, ge=0, description="Random seed.")
+    @model_validator(mode="after")
+    def _micro_batch_fits_effective_batch(self) -> Training:
+        # A cross-field rule the operator checks (Accepted=False with this message),
+        # so a spec admitted by an older CRD still gets a readable answer.
+        if isinstance(self.micro_batch_size, int) and self.micro_batch_size > self.effective_batch_size:
+            raise ValueError(
+                f"microBatchSize {self.micro_batch_size} is larger than effectiveBatchSize "
+                f"{self.effective_batch_size}; lower microBatchSize or raise effectiveBatchSize"
+            )
+        return self
+
+    checkpoint_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
+    logging_steps: int = Field(10, ge=1, description="Log (and report progress) every N steps.")
+
+
+class Placement(CamelModel):
+    """Where the training Job runs: a GPU node, by product label or node selector."""
+
+    gpu_product: str | None = Field(
+        None,
+        max_length=128,
+        description="GPU product as labelled by GPU feature discovery (nvidia.com/gpu.product), e.g. Tesla-T4.",
+    )
+    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu limit (0 = CPU only).")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations (e.g. for a GPU taint).")
+    resources: Resources | None = Field(None, description="CPU/memory requests and limits.")
+
+
+class QualityGate(CamelModel):
+    """Checks after training that keep a collapsed adapter (e.g. one emitting only tabs) from being served."""
+
+    enabled: bool = Field(True, description="Run the gate; Succeeded requires it to pass.")
+    prompts: int = Field(8, ge=1, le=256, description="Held-out prompts generated greedily.")
+    max_new_tokens: int = Field(128, ge=8, le=4096, description="Tokens generated per prompt.")
+    max_whitespace_ratio: float = Field(
+        0.5, ge=0, le=1, description="Fail (DegenerateOutput) if more of the output than this is whitespace."
+    )
+    max_repeat_run: int = Field(
+        32, ge=2, description="Fail (DegenerateOutput) if one token repeats this many times in a row."
+    )
+    min_distinct2: float = Field(0.2, ge=0, le=1, description="Minimum distinct-2 ratio of generated tokens.")
+    max_eval_loss_ratio: float = Field(
+        1.0, gt=0, description="Fail (WorseThanBase) unless adapter eval loss <= base eval loss x this."
+    )
+    min_go_parse_rate: float = Field(
+        0.0, ge=0, le=1, description="Minimum fraction of generations that parse as Go declarations."
+    )
+
+
+class RetryPolicy(CamelModel):
+    """Bounded retries: an out-of-memory attempt is retried with half the micro-batch."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="Attempts in total, including the first.")
+
+
+class LoraTrainingSpec(CamelModel):
+    """Desired training run."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.datasetRef) != has(self.dataPath)", "set exactly one of datasetRef or dataPath"),
+            cel(
+                f"!has(self.baseModel.name) || self.quantization.type == 'none' || "
+                f"!self.baseModel.name.matches('{PREQUANTIZED_NAME_REGEX}')",
+                "baseModel.name is already quantized (AWQ/GPTQ/...): it cannot be re-quantized to 4-bit. "
+                "Train on the full-precision base (e.g. Qwen/Qwen2.5-7B-Instruct) and serve the adapter "
+                "on the quantized model",
+                fieldPath=".baseModel.name",
+                reason="FieldValueInvalid",
+            ),
+        )
+    }
+
+    base_model: BaseModelRef = Field(..., description="Model to adapt.")
+    dataset_ref: DatasetRef | None = Field(None, description="GoDataset to train on (must be Succeeded).")
+    data_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="Or a JSONL file (instruction/output per line) relative to the store.",
+        json_schema_extra=validations(
+            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
+                "dataPath must be relative to the store and must not contain '..'")
+        ),
+    )
+    lora: LoraSpec = section(LoraSpec, "Adapter shape.")
+    quantization: Quantization = section(Quantization, "Base model loading.")
+    training: Training = section(Training, "Optimisation settings.")
+    placement: Placement = section(Placement, "Node and GPU placement.")
+    storage: StoreRef = section(StoreRef, "Store volume (dataset in, adapter out).")
+    quality_gate: QualityGate = section(QualityGate, "Post-training checks.")
+    retry: RetryPolicy = section(RetryPolicy, "Retry policy.")
+
+
+class TrainingProgress(StatusModel):
+    """Written by the trainer at most every few seconds while it runs."""
+
+    step: int | None = Field(None, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, description="Optimizer steps planned.")
+    epoch: float | None = Field(None, description="Epochs done (fractional).")
+    loss: float | None = Field(None, description="Latest training loss.")
+    token_accuracy: float | None = Field(None, description="Latest mean token accuracy.")
+    learning_rate: float | None = Field(None, description="Current learning rate.")
+    tokens_per_second: float | None = Field(None, description="Training throughput.")
+    eta_seconds: int | None = Field(None, description="Estimated seconds left.")
+    percent: int | None = Field(None, description="step / totalSteps in percent (for kubectl get).")
+    stage: str | None = Field(
+        None, description="What the trainer is doing: loading, preparing, baseline, training, evaluating, gate, saving."
+    )
+    grad_norm: float | None = Field(None, description="Latest gradient norm (spikes precede divergence).")
+    num_tokens: int | None = Field(None, description="Training tokens processed so far (padding excluded).")
+    precision: str | None = Field(None, description="Precision in use (bf16, fp16, fp32).")
+    micro_batch_size: int | None = Field(None, description="Micro-batch in use.")
+    attempt: int | None = Field(None, description="Attempt the trainer runs as.")
+    updated_at: str | None = Field(None, description="When the trainer wrote this (RFC 3339).")
+
+
+class QualityGateResult(StatusModel):
+    """Outcome of the quality gate."""
+
+    passed: bool | None = None
+    reason: str | None = Field(None, description="e.g. Passed, DegenerateOutput, WorseThanBase.")
+    message: str | None = None
+    whitespace_ratio: float | None = None
+    longest_repeat_run: int | None = None
+    distinct2: float | None = None
+    eos_rate: float | None = None
+    go_parse_rate: float | None = None
+    eval_loss: float | None = Field(None, description="Adapter loss on the eval tokens.")
+    base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
+    eval_loss_ratio: float | None = Field(None, description="evalLoss / baseEvalLoss.")
+    prompts: int | None = Field(None, description="Held-out prompts generated greedily.")
+    whitespace_only_rate: float | None = Field(None, description="Fraction of generations that are only whitespace.")
+    empty_rate: float | None = Field(None, description="Fraction of generations with no text at all.")
+    distinct1: float | None = None
+    go_parse_checked: int | None = Field(None, description="Generations given to the Go parse check.")
+    notes: list[str] = Field(default_factory=list, description="Checks skipped and why.")
+    samples: list[str] = Field(
+        default_factory=list, description="The first generations, shortened (for people reading status)."
+    )
+
+
+class TrainingResult(StatusModel):
+    """Written by the trainer when it ends (also result.json next to the adapter)."""
+
+    train_loss: float | None = None
+    eval_loss: float | None = Field(None, description="Adapter loss on the eval split.")
+    base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
+    token_accuracy: float | None = None
+    repetition: float | None = Field(None, description="Longest repeated-token run / generated tokens.")
+    go_parse_rate: float | None = None
+    precision: str | None = Field(None, description="Precision actually used (bf16, fp16, fp32).")
+    micro_batch_size: int | None = Field(None, description="Micro-batch actually used.")
+    gradient_accumulation_steps: int | None = None
+    samples_truncated: int | None = Field(None, description="Samples cut at maxSeqLength.")
+    train_samples: int | None = None
+    tokens_per_second: float | None = None
+    peak_memory_bytes: int | None = None
+    adapter_path: str | None = Field(None, description="Adapter directory, relative to the store.")
+    adapter_size_bytes: int | None = None
+    quality_gate: QualityGateResult | None = None
+    failure: Failure | None = Field(None, description="Set when training failed (e.g. OutOfMemory, Diverged).")
+    attempt: int | None = Field(None, description="Attempt that wrote this result.")
+    exit_code: int | None = Field(None, description="Process exit code (see golora.api.loratraining EXIT_*).")
+    base_model: str | None = Field(None, description="base_model_name_or_path written into the adapter.")
+    quantization: str | None = Field(None, description="How the base was loaded: nf4 or none.")
+    gradient_checkpointing: bool | None = None
+    loss_implementation: str | None = Field(None, description="fused (chunked LM head), liger or plain.")
+    global_step: int | None = Field(None, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, description="Optimizer steps planned.")
+    resumed_from_step: int | None = Field(None, description="Checkpoint step this attempt resumed from.")
+    first_loss: float | None = Field(None, description="First logged training loss (compare with baseEvalLoss).")
+    eval_token_accuracy: float | None = None
+    base_eval_token_accuracy: float | None = None
+    eval_samples: int | None = None
+    eval_tokens: int | None = Field(None, description="Completion tokens the eval losses are computed on.")
+    tokens_truncated: int | None = Field(None, description="Tokens cut at maxSeqLength.")
+    samples_dropped: int | None = Field(None, description="Samples skipped (empty, malformed, or prompt too long).")
+    estimated_peak_memory_bytes: int | None = Field(None, description="Memory estimate behind the micro-batch.")
+    train_runtime_seconds: float | None = None
+    finished_at: str | None = Field(None, description="When the trainer finished (RFC 3339).")
+
+
+class Attempt(StatusModel):
+    """One training Job and how it ended."""
+
+    attempt: int
+    job_name: str
+    micro_batch_size: int | None = None
+    outcome: str | None = Field(None, description="Running, Succeeded, or the failure reason.")
+
+
+class LoraTrainingStatus(CommonStatus):
+    """Observed state of a LoraTraining."""
+
+    expected_precision: str | None = Field(None, description="Precision the target node implies, before the Job starts.")
+    attempt: int | None = Field(None, description="Current attempt number (1-based).")
+    attempts: list[Attempt] = Field(default_factory=list, description="Jobs run so far.")
+    job_name: str | None = Field(None, description="Training Job of the current attempt.")
+    progress: TrainingProgress | None = None
+    result: TrainingResult | None = None
+
+
+KIND = KindInfo(
+    kind="LoraTraining",
+    plural="loratrainings",
+    singular="loratraining",
+    short_names=["lt"],
+    spec=LoraTrainingSpec,
+    status=LoraTrainingStatus,
+    description="LoraTraining fine-tunes a base model with (Q)LoRA on a GoDataset and writes a "
+    "vLLM-servable adapter to the store, guarded by a quality gate.",
+    printer_columns=[
+        PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+        PrinterColumn(name="Progress", type="integer", json_path=".status.progress.percent",
+                      description="Percent of steps done"),
+        PrinterColumn(name="Loss", type="number", json_path=".status.progress.loss"),
+        PrinterColumn(name="Eval-Loss", type="number", json_path=".status.result.evalLoss"),
+        PrinterColumn(name="Base-Loss", type="number", json_path=".status.result.baseEvalLoss", priority=1),
+        PrinterColumn(name="Gate", type="string", json_path=".status.result.qualityGate.reason"),
+        PrinterColumn(name="Precision", type="string", json_path=".status.expectedPrecision", priority=1),
+        PrinterColumn(name="Attempt", type="integer", json_path=".status.attempt", priority=1),
+        PrinterColumn(name="Message", type="string", json_path=".status.message", priority=1),
+        PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
+    ],
+)
+
+
+# --- The trainer worker's contract ---------------------------------------------------------
+#
+# The training Job runs ``python -m golora_trainer run`` with one JSON document, a
+# ``TrainerConfig``, in the environment variable GOLORA_CONFIG (or ``--config FILE``).
+# The trainer patches ``status.progress`` while it runs and ``status.result`` when it ends,
+# writes ``result.json`` next to the adapter, and exits with one of the codes below.
+
+TRAINER_CONFIG_ENV = "GOLORA_CONFIG"
+
+# Failure reasons (status.result.failure.reason), each with its exit code.
+REASON_TRAINING_FAILED = "TrainingFailed"  # anything unexpected; the message says what
+REASON_INVALID_CONFIG = "InvalidConfig"  # config, data or base model unusable: retrying cannot help
+REASON_PREQUANTIZED_BASE = "PrequantizedBase"  # AWQ/GPTQ/... base asked to be loaded in 4-bit
+REASON_OUT_OF_MEMORY = "OutOfMemory"  # CUDA OOM: retry with half the micro-batch
+REASON_DIVERGED = "Diverged"  # NaN/inf loss, or loss far above the base model's eval loss
+REASON_QUALITY_GATE_FAILED = "QualityGateFailed"  # trained, but the gate refused the adapter
+REASON_INVALID_ADAPTER = "InvalidAdapter"  # the saved adapter is not one vLLM can load
+REASON_INTERRUPTED = "Interrupted"  # SIGTERM (pod deleted/preempted): checkpoint saved, a rerun resumes
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID_CONFIG = 2
+EXIT_PREQUANTIZED_BASE = EXIT_INVALID_CONFIG
+EXIT_OUT_OF_MEMORY = 3
+EXIT_DIVERGED = 4
+EXIT_QUALITY_GATE_FAILED = 5
+EXIT_INVALID_ADAPTER = 6
+EXIT_INTERRUPTED = 7
+
+REASON_EXIT_CODES: dict[str, int] = {
+    REASON_TRAINING_FAILED: EXIT_FAILED,
+    REASON_INVALID_CONFIG: EXIT_INVALID_CONFIG,
+    REASON_PREQUANTIZED_BASE: EXIT_PREQUANTIZED_BASE,
+    REASON_OUT_OF_MEMORY: EXIT_OUT_OF_MEMORY,
+    REASON_DIVERGED: EXIT_DIVERGED,
+    REASON_QUALITY_GATE_FAILED: EXIT_QUALITY_GATE_FAILED,
+    REASON_INVALID_ADAPTER: EXIT_INVALID_ADAPTER,
+    REASON_INTERRUPTED: EXIT_INTERRUPTED,
+}
+# The reason an exit code stands for when no status patch arrived (e.g. read from a Job's pod).
+EXIT_CODE_REASONS: dict[int, str] = {
+    EXIT_FAILED: REASON_TRAINING_FAILED,
+    EXIT_INVALID_CONFIG: REASON_INVALID_CONFIG,
+    EXIT_OUT_OF_MEMORY: REASON_OUT_OF_MEMORY,
+    EXIT_DIVERGED: REASON_DIVERGED,
+    EXIT_QUALITY_GATE_FAILED: REASON_QUALITY_GATE_FAILED,
+    EXIT_INVALID_ADAPTER: REASON_INVALID_ADAPTER,
+    EXIT_INTERRUPTED: REASON_INTERRUPTED,
+}
+# Only these are worth another attempt (OutOfMemory with half the micro-batch; Interrupted as is,
+# resuming from the last checkpoint).
+RETRYABLE_REASONS: frozenset[str] = frozenset({REASON_OUT_OF_MEMORY, REASON_INTERRUPTED})
+
+# Quality-gate reasons (status.result.qualityGate.reason).
+GATE_PASSED = "Passed"
+GATE_DISABLED = "Disabled"
+GATE_DEGENERATE_OUTPUT = "DegenerateOutput"
+GATE_WORSE_THAN_BASE = "WorseThanBase"
+GATE_LOW_PARSE_RATE = "LowParseRate"
+
+
+def exit_code_for(reason: str) -> int:
+    """Exit code of a failure reason (unknown reasons are plain failures)."""
+    return REASON_EXIT_CODES.get(reason, EXIT_FAILED)
+
+
+def reason_for_exit_code(code: int) -> str | None:
+    """Failure reason an exit code stands for; None for 0 or a code the trainer never uses."""
+    return EXIT_CODE_REASONS.get(code)
+
+
+class StatusTarget(CamelModel):
+    """The custom resource whose status subresource the trainer patches."""
+
+    group: str = Field(GROUP, description="API group.")
+    version: str = Field(VERSION, description="API version.")
+    plural: str = Field("loratrainings", description="Resource plural.")
+    namespace: str = Field(..., min_length=1, max_length=253, description="Namespace of the CR.")
+    name: str = Field(..., min_length=1, max_length=253, description="Name of the CR.")
+
+
+class TrainerConfig(CamelModel):
+    """The one JSON document the training Job hands the trainer (env GOLORA_CONFIG or --config)."""
+
+    spec: LoraTrainingSpec = Field(..., description="The LoraTraining spec, validated by the CRD's own model.")
+    store_root: str = Field(..., min_length=1, description="Where the store volume is mounted, e.g. /store.")
+    train_path: str = Field(..., min_length=1, description="Training JSONL, relative to storeRoot.")
+    eval_path: str | None = Field(
+        None, description="Eval JSONL, relative to storeRoot; None: hold out a deterministic slice of train."
+    )
+    output_path: str = Field(..., min_length=1, description="Adapter directory, relative to storeRoot.")
+    model_path: str | None = Field(
+        None, description="Absolute local directory of the base model (baseModel.path); None: load baseModel.name."
+    )
+    attempt: int = Field(1, ge=1, description="Attempt number (1-based).")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Operator override of the micro-batch (after an OutOfMemory: half the last)."
+    )
+    extractor_binary: str = Field(
+        "golora-extract", min_length=1, description="golora-extract binary for the Go parse check."
+    )
+    status_target: StatusTarget | None = Field(None, description="CR to report to; None: report nothing.")
+    hf_token_file: str | None = Field(None, description="File holding a Hugging Face token (mounted Secret).")

@@ -1,0 +1,4 @@
+"""kopf handlers, one module per kind. Importing this package registers them all."""
+
+from .. import operator as _operator  # noqa: F401  (startup settings, login)
+from . import adapterserving, godataset, loratraining  # noqa: F401

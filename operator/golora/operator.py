@@ -1,0 +1,56 @@
+"""kopf configuration: golora's own annotation prefix and finalizer, a diff base that
+ignores GitOps tracking metadata, and watch timeouts that survive silent stalls."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+
+from . import naming
+
+
+class GitOpsTolerantDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """The diff base without the labels/annotations Argo CD writes, so a sync that only
+    touches tracking metadata never looks like a spec change (no handler re-runs)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        meta = essence.get("metadata", {})
+        labels = meta.get("labels") or {}
+        for key in naming.GITOPS_LABELS:
+            labels.pop(key, None)
+        annotations = meta.get("annotations") or {}
+        for key in list(annotations):
+            if key.startswith(naming.GITOPS_ANNOTATION_PREFIXES):
+                annotations.pop(key)
+        self.remove_empty_stanzas(essence)
+        return essence
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Apply golora's settings (used by the startup handler and by tests)."""
+    settings.persistence.finalizer = naming.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.KOPF_PREFIX, v1=False)
+    settings.persistence.diffbase_storage = GitOpsTolerantDiffBase(
+        prefix=naming.KOPF_PREFIX, key=naming.DIFFBASE_KEY, v1=False
+    )
+    settings.posting.level = 20  # INFO and above become Events
+    settings.watching.connect_timeout = 30
+    settings.watching.server_timeout = int(os.environ.get("GOLORA_WATCH_SERVER_TIMEOUT", "300"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 10
+    settings.networking.request_timeout = 60
+    settings.execution.default_backoff = float(os.environ.get("GOLORA_BACKOFF", "10"))
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
+
+
+@kopf.on.login()
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else $KUBECONFIG / ~/.kube/config, read at login time."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

@@ -1,0 +1,72 @@
+"""Shared fixtures. One real control plane per test session (started lazily, only when a
+test asks for it); unit tests never start one."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CRDS = REPO / "crds"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """etcd + kube-apiserver with golora's CRDs installed and served."""
+    from golora.devcluster import ControlPlane
+    from golora.devcluster.crds import install_crds
+
+    workdir = tmp_path_factory.mktemp("controlplane")
+    plane = ControlPlane(workdir=workdir)
+    plane.start()
+    try:
+        os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+        install_crds(plane, CRDS)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api(cluster: Any) -> Any:
+    """A kubernetes ApiClient as the admin user."""
+    import kubernetes
+
+    return kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture()
+def namespace(api: Any) -> str:
+    """A fresh namespace per test (namespaces never finish deleting without a controller-manager)."""
+    import kubernetes
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Any) -> Iterator[Any]:
+    """The golora operator running in-process against the control plane (kopf's KopfRunner)."""
+    from tests.operator_runner import OperatorProcess
+
+    with OperatorProcess(cluster) as op:
+        yield op
