@@ -50,7 +50,7 @@ def test_valid_objects_accepted_pending_and_shown_by_kubectl_get(cluster, api, n
         create(api, namespace, sample(kind))
     for kind in PLURALS:
         name = sample(kind)["metadata"]["name"]
-        obj = wait_for(lambda: (o := get(api, namespace, kind, name)) and condition(o, "Accepted") and o,
+        obj = wait_for(lambda k=kind, n=name: (o := get(api, namespace, k, n)) and condition(o, "Accepted") and o,
                        what=f"{kind} Accepted")
         cond = condition(obj, "Accepted")
         assert cond["status"] == "True" and cond["reason"] == "Valid"

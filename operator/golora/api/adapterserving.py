@@ -40,12 +40,7 @@ class LabelSelector(CamelModel):
 class Targets(CamelModel):
     """The model-server Deployments: by name or by label selector (exactly one)."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel("has(self.deployments) != has(self.selector)",
-                "set exactly one of targets.deployments or targets.selector")
-        )
-    }
+    one_of = ((("deployments", "selector"), "set exactly one of targets.deployments or targets.selector"),)
 
     deployments: list[Annotated[str, Field(max_length=253, pattern=K8S_NAME_PATTERN)]] | None = Field(
         None,
@@ -91,11 +86,7 @@ class VLLMOptions(CamelModel):
 class AdapterServingSpec(CamelModel):
     """Desired serving: which adapter, under which name, on which Deployments."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel("has(self.trainingRef) != has(self.adapterPath)", "set exactly one of trainingRef or adapterPath"),
-        )
-    }
+    one_of = ((("training_ref", "adapter_path"), "set exactly one of trainingRef or adapterPath"),)
 
     served_name: str = Field(
         ...,

@@ -6,9 +6,9 @@ field's description, default and constraints live here and nowhere else.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "golora.dev"
@@ -32,15 +32,42 @@ def validations(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def _object_rules(schema: dict[str, Any], cls: type[CamelModel]) -> None:
+    """json_schema_extra hook: a model's ``one_of`` groups and ``cel_rules`` become CEL."""
+    rules = [
+        cel(f"[{', '.join(f'has(self.{to_camel(f)})' for f in fields)}].filter(x, x).size() == 1", message)
+        for fields, message in cls.one_of
+    ] + list(cls.cel_rules)
+    if rules:
+        schema["x-kubernetes-validations"] = rules
+
+
 class CamelModel(BaseModel):
-    """Spec models: camelCase on the wire, unknown fields rejected (typos never pass silently)."""
+    """Spec models: camelCase on the wire, unknown fields rejected (typos never pass silently).
+
+    ``one_of`` declares groups of fields of which exactly one must be set: enforced here and
+    by the apiserver (the same groups become CEL rules in the CRD), so a worker config and a
+    CR are held to the same rule. ``cel_rules`` are extra object-level CEL rules; a model
+    that declares one mirrors it in a pydantic validator.
+    """
+
+    one_of: ClassVar[tuple[tuple[tuple[str, ...], str], ...]] = ()
+    cel_rules: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_default=True,
+        json_schema_extra=_object_rules,
     )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CamelModel:
+        for fields, message in self.one_of:
+            if sum(getattr(self, f) is not None for f in fields) != 1:
+                raise ValueError(message)
+        return self
 
 
 class StatusModel(BaseModel):

@@ -102,14 +102,7 @@ class PVCSource(CamelModel):
 class DatasetSource(CamelModel):
     """One source of Go code: exactly one of git, module or pvc."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "[has(self.git), has(self.module), has(self.pvc)].filter(x, x).size() == 1",
-                "each source needs exactly one of git, module or pvc",
-            )
-        )
-    }
+    one_of = ((("git", "module", "pvc"), "each source needs exactly one of git, module or pvc"),)
 
     name: str = Field(
         ...,

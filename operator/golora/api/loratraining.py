@@ -6,6 +6,7 @@ config (``golora_trainer`` parses ``TrainerConfig`` built from this spec).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -35,16 +36,17 @@ from .common import (
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 PREQUANTIZED_NAME_REGEX = "(?i)(awq|gptq|int4|int8|bnb|gguf|exl2)"
+PREQUANTIZED_MESSAGE = (
+    "baseModel.name is already quantized (AWQ/GPTQ/...): it cannot be re-quantized to 4-bit. "
+    "Train on the full-precision base (e.g. Qwen/Qwen2.5-7B-Instruct) and serve the adapter "
+    "on the quantized model"
+)
 
 
 class BaseModelRef(CamelModel):
     """The base model: a Hugging Face id, or a directory on the store volume."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel("has(self.name) != has(self.path)", "set exactly one of baseModel.name or baseModel.path")
-        )
-    }
+    one_of = ((("name", "path"), "set exactly one of baseModel.name or baseModel.path"),)
 
     name: str | None = Field(
         None,
@@ -188,20 +190,23 @@ class RetryPolicy(CamelModel):
 class LoraTrainingSpec(CamelModel):
     """Desired training run."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel("has(self.datasetRef) != has(self.dataPath)", "set exactly one of datasetRef or dataPath"),
-            cel(
-                f"!has(self.baseModel.name) || self.quantization.type == 'none' || "
-                f"!self.baseModel.name.matches('{PREQUANTIZED_NAME_REGEX}')",
-                "baseModel.name is already quantized (AWQ/GPTQ/...): it cannot be re-quantized to 4-bit. "
-                "Train on the full-precision base (e.g. Qwen/Qwen2.5-7B-Instruct) and serve the adapter "
-                "on the quantized model",
-                fieldPath=".baseModel.name",
-                reason="FieldValueInvalid",
-            ),
-        )
-    }
+    one_of = ((("dataset_ref", "data_path"), "set exactly one of datasetRef or dataPath"),)
+    cel_rules = (
+        cel(
+            f"!has(self.baseModel.name) || self.quantization.type == 'none' || "
+            f"!self.baseModel.name.matches('{PREQUANTIZED_NAME_REGEX}')",
+            PREQUANTIZED_MESSAGE,
+            fieldPath=".baseModel.name",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _not_prequantized(self) -> LoraTrainingSpec:
+        name = self.base_model.name
+        if name and self.quantization.type != "none" and re.search(PREQUANTIZED_NAME_REGEX, name):
+            raise ValueError(PREQUANTIZED_MESSAGE)
+        return self
 
     base_model: BaseModelRef = Field(..., description="Model to adapt.")
     dataset_ref: DatasetRef | None = Field(None, description="GoDataset to train on (must be Succeeded).")

@@ -1,0 +1,82 @@
+# golora: `make test` and `make demo` set up a fresh machine by themselves (idempotently).
+# Slow things are cached outside the repo: the virtualenv (torch is large), the Go module
+# and build caches, and the control-plane binaries (keyed by version).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE      ?= $(HOME)/.cache/golora
+VENV       ?= $(CACHE)/venv
+PY         := $(VENV)/bin/python
+PYTHON3    ?= python3
+BIN        := $(CURDIR)/.bin
+EXTRACT    := $(BIN)/golora-extract
+# The virtualenv lives outside the checkout; the stamp re-points the editable install when
+# pyproject.toml or the checkout's path changes (CI runs in a fresh clone elsewhere).
+STAMP      := $(VENV)/.golora-$(shell { cat pyproject.toml; echo $(CURDIR); } | sha256sum | cut -c1-16)
+PYTEST_ARGS ?=
+
+export GOFLAGS := -mod=mod
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	@ln -sfn $(VENV) .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,train]'
+	@rm -f $(VENV)/.golora-* && touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## virtualenv with golora[dev,train] (outside the repo, linked as .venv)
+
+.PHONY: controlplane
+controlplane: ## build etcd, kube-apiserver, kubectl from Go modules (cached by version)
+	@bash hack/controlplane/build.sh >/dev/null
+
+.PHONY: extractor
+extractor: ## build the Go extractor into .bin/
+	@mkdir -p $(BIN)
+	cd extractor && go build -trimpath -o $(EXTRACT) ./cmd/golora-extract
+
+.PHONY: build
+build: venv controlplane extractor
+
+.PHONY: crds
+crds: venv ## regenerate crds/ from the pydantic models
+	$(PY) -m golora.api.crdgen crds
+
+.PHONY: crds-check
+crds-check: venv ## fail if crds/ is stale
+	$(PY) -m golora.api.crdgen --check crds
+
+.PHONY: lint
+lint: venv ## ruff
+	$(PY) -m ruff check operator trainer_image tests bench
+
+.PHONY: test-go
+test-go: ## go test for the extractor
+	cd extractor && go test ./...
+
+.PHONY: test
+test: build crds-check test-go ## everything: unit, real control plane, training on CPU, Go tests
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## unit tests only (no cluster, no training)
+	$(PY) -m pytest -q -m "not cluster and not train" $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: build ## local control plane + operator + sample CRs, then tear down
+	$(PY) -m golora.devcluster.demo
+
+.PHONY: bench-extract
+bench-extract: extractor ## extractor vs a naive go/ast walk on the Go standard library
+	cd bench/extract && go run . -extractor $(EXTRACT)
+
+.PHONY: clean
+clean:
+	rm -rf $(BIN) .pytest_cache .ruff_cache
