@@ -74,8 +74,8 @@ demo: build ## local control plane + operator + sample CRs, then tear down
 	$(PY) -m golora.devcluster.demo
 
 .PHONY: bench-extract
-bench-extract: extractor ## extractor vs a naive go/ast walk on the Go standard library
-	cd bench/extract && go run . -extractor $(EXTRACT)
+bench-extract: ## extractor vs a naive go/ast walk on the Go standard library
+	bench/extract/run.sh
 
 .PHONY: clean
 clean:

@@ -187,6 +187,16 @@ class LengthStats(StatusModel):
     max: int | None = None
 
 
+class SourceResult(StatusModel):
+    """What one source contributed, and where it came from."""
+
+    name: str | None = None
+    repo: str | None = Field(None, description="Git URL, module path, or claim/path.")
+    revision: str | None = Field(None, description="Commit SHA or module version actually read.")
+    license: str | None = Field(None, description="SPDX id detected from the source's LICENSE file.")
+    pairs: int | None = None
+
+
 class DatasetResult(StatusModel):
     """Written by the extraction worker when it ends (also stats.json / result.json on the store)."""
 
@@ -197,7 +207,12 @@ class DatasetResult(StatusModel):
     pairs_train: int | None = Field(None, description="Pairs in train.jsonl.")
     pairs_eval: int | None = Field(None, description="Pairs in eval.jsonl.")
     per_source: dict[str, int] = Field(default_factory=dict, description="Pairs kept per source.")
-    dropped: dict[str, int] = Field(default_factory=dict, description="Functions or files dropped, by reason.")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="Functions dropped, by reason (for skipped files: the pairs they would have given).",
+    )
+    skipped_files: dict[str, int] = Field(default_factory=dict, description="Files skipped, by reason.")
+    sources: list[SourceResult] = Field(default_factory=list, description="Per-source provenance and counts.")
     digest: str | None = Field(None, description="sha256 of train + eval content.")
     train_path: str | None = Field(None, description="train.jsonl, relative to the store.")
     eval_path: str | None = Field(None, description="eval.jsonl, relative to the store.")

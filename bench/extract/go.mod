@@ -1,0 +1,3 @@
+module golora.dev/bench/extract
+
+go 1.26

@@ -1,0 +1,12 @@
+//go:build linux
+
+package rules
+
+// pageSize returns the memory page size used by the fixture.
+func pageSize() int {
+	size := 4096
+	if size <= 0 {
+		size = 1
+	}
+	return size
+}

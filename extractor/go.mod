@@ -1,0 +1,3 @@
+module golora.dev/extractor
+
+go 1.26
