@@ -70,3 +70,46 @@ def operator(cluster: Any) -> Iterator[Any]:
 
     with OperatorProcess(cluster) as op:
         yield op
+
+
+FIXTURE_TREE = REPO / "tests" / "fixtures" / "gotree"
+EXTRACTOR = REPO / ".bin" / "golora-extract"
+
+
+def go_root() -> Path:
+    import subprocess
+
+    return Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def extractor_binary() -> Path:
+    """The Go extractor, built if missing (``make test`` builds it first)."""
+    import subprocess
+
+    if not EXTRACTOR.exists():
+        EXTRACTOR.parent.mkdir(exist_ok=True)
+        subprocess.run(["go", "build", "-trimpath", "-o", str(EXTRACTOR), "./cmd/golora-extract"],
+                       cwd=REPO / "extractor", check=True)
+    return EXTRACTOR
+
+
+@pytest.fixture(scope="session")
+def job_runner(cluster: Any, tmp_path_factory: pytest.TempPathFactory, extractor_binary: Path) -> Iterator[Any]:
+    """The local Job runner (the named stand-in for the kubelet) for the whole session.
+
+    Claims: ``go-src`` is the Go toolchain's GOROOT (path ``src`` = the standard library),
+    ``fixture-src`` the small tree in tests/fixtures/gotree; any other claim is a fresh
+    directory per namespace (the store)."""
+    import sys
+
+    from golora.devcluster.jobrunner import LocalJobRunner
+
+    runner = LocalJobRunner(
+        cluster,
+        tmp_path_factory.mktemp("jobrunner"),
+        claim_dirs={"go-src": go_root(), "fixture-src": FIXTURE_TREE},
+        executables={"golora-extract": str(extractor_binary), "python": sys.executable},
+    )
+    with runner:
+        yield runner

@@ -1,4 +1,5 @@
-"""GoDataset handlers: thin kopf glue; the decisions live in golora.builders."""
+"""GoDataset handlers: thin kopf glue. The Job comes from ``builders.dataset``; what its
+status means comes from ``builders.status``."""
 
 from __future__ import annotations
 
@@ -6,12 +7,92 @@ from typing import Any
 
 import kopf
 
+from .. import conditions as c
+from .. import kube, naming
 from ..api import GROUP, VERSION
-from ..api.godataset import KIND
-from .common import accept
+from ..api.godataset import KIND, GoDatasetSpec
+from ..builders import status as st
+from ..builders.dataset import build_dataset_job
+from ..builders.worker_rbac import worker_objects
+from ..settings import current as current_settings
+from .common import accept, set_condition, set_phase
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
 @kopf.on.update(GROUP, VERSION, KIND.plural)
 def validate(spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    accept(KIND.spec, spec, body, patch)
+    """Validate, then start extraction for this generation (one Job per generation)."""
+    parsed = accept(GoDatasetSpec, spec, body, patch)
+    if parsed is None:
+        return
+    meta = body["metadata"]
+    ns, name, generation = meta["namespace"], meta["name"], meta["generation"]
+    # A new generation makes a new dataset: Jobs of older generations are stale.
+    for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
+        if job.metadata.labels.get(naming.LABEL_GENERATION) != str(generation):
+            kube.delete_job(ns, job.metadata.name)
+    for obj in worker_objects(ns):
+        kube.create_or_adopt(obj)
+    job = build_dataset_job(namespace=ns, name=name, uid=meta["uid"], generation=generation,
+                            spec=parsed, settings=current_settings())
+    _, created = kube.create_or_adopt(job)
+    job_name = job["metadata"]["name"]
+    patch.status["jobName"] = job_name
+    if created:
+        patch.status["progress"] = None
+        patch.status["result"] = None
+    set_condition(patch, body, c.EXTRACTED, c.UNKNOWN, "JobCreated", f"extraction Job {job_name} created")
+    set_condition(patch, body, c.READY, c.FALSE, "Extracting", "dataset is being built")
+    set_phase(patch, body, c.PENDING, f"waiting for extraction Job {job_name} to start")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_KIND: KIND.kind})
+def follow_job(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Reflect the extraction Job (and the worker's result) in the GoDataset's status."""
+    if type == "DELETED":
+        return
+    labels = body["metadata"].get("labels", {})
+    ns, name = body["metadata"]["namespace"], labels.get(naming.LABEL_NAME)
+    cr = kube.get_cr(KIND.plural, ns, name) if name else None
+    if cr is None or str(cr["metadata"]["generation"]) != labels.get(naming.LABEL_GENERATION):
+        return  # a Job of an older generation, or its GoDataset is gone
+    status = cr.get("status") or {}
+    update = dataset_status(status, st.job_state(dict(body)), cr["metadata"]["generation"])
+    if update:
+        kube.patch_cr_status(KIND.plural, ns, name, update)
+        if "phase" in update:
+            kopf.event(cr, type="Warning" if update["phase"] == c.FAILED else "Normal",
+                       reason=update["phase"], message=update.get("message", ""))
+
+
+def dataset_status(status: dict[str, Any], job: st.JobState, generation: int) -> dict[str, Any] | None:
+    """The GoDataset status patch for a Job state plus what the worker reported."""
+    result = status.get("result") or {}
+    failure = result.get("failure")
+    if job.phase == c.RUNNING:
+        return st.status_patch(status, phase=c.RUNNING, message="extracting", generation=generation,
+                               conditions=[(c.EXTRACTED, c.UNKNOWN, "Extracting", "extraction Job is running")])
+    if job.phase == c.SUCCEEDED and result.get("pairsKept") and not failure:
+        msg = (f"{result['pairsKept']} pairs ({result.get('pairsTrain', 0)} train / {result.get('pairsEval', 0)} eval) "
+               f"from {result.get('filesParsed', 0)} files")
+        return st.status_patch(status, phase=c.SUCCEEDED, message=msg, generation=generation, conditions=[
+            (c.EXTRACTED, c.TRUE, "Extracted", msg), (c.READY, c.TRUE, "DatasetReady", msg)])
+    if job.phase in (c.SUCCEEDED, c.FAILED):
+        if failure:
+            reason, msg = failure.get("reason") or "ExtractionFailed", failure.get("message") or job.message
+        elif job.phase == c.SUCCEEDED:
+            reason, msg = "NoResult", "the extraction Job finished without reporting a result"
+        else:
+            reason, msg = job.reason, job.message
+        return st.status_patch(status, phase=c.FAILED, message=msg, generation=generation, conditions=[
+            (c.EXTRACTED, c.FALSE, reason, msg), (c.READY, c.FALSE, reason, msg)])
+    return None
+
+
+@kopf.on.delete(GROUP, VERSION, KIND.plural)
+def cleanup(body: kopf.Body, **_: Any) -> None:
+    """Delete the dataset's Jobs (there may be no garbage collector to follow owner refs).
+    The dataset files on the store are kept: they may already feed a training."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
+        kube.delete_job(ns, job.metadata.name)

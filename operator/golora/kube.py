@@ -1,0 +1,83 @@
+"""The few Kubernetes API calls golora makes, as small idempotent helpers (create-or-adopt,
+status merge-patch). Handlers stay thin; builders stay pure."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import kubernetes
+
+from .api import GROUP, VERSION
+
+
+@functools.cache
+def client() -> kubernetes.client.ApiClient:
+    """One API client per process: in-cluster config, else $KUBECONFIG (read now, not at import)."""
+    import os
+
+    try:
+        kubernetes.config.load_incluster_config()
+        return kubernetes.client.ApiClient()
+    except kubernetes.config.ConfigException:
+        return kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def batch() -> kubernetes.client.BatchV1Api:
+    return kubernetes.client.BatchV1Api(client())
+
+
+def core() -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(client())
+
+
+def custom() -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(client())
+
+
+def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any] | Any, bool]:
+    """Create ``obj``; if it already exists (a restarted operator), return the existing one.
+    Returns (object, created)."""
+    kind, ns, name = obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    create, read = {
+        "Job": (lambda: batch().create_namespaced_job(ns, obj), lambda: batch().read_namespaced_job(name, ns)),
+        "ServiceAccount": (lambda: core().create_namespaced_service_account(ns, obj),
+                           lambda: core().read_namespaced_service_account(name, ns)),
+        "Role": (lambda: kubernetes.client.RbacAuthorizationV1Api(client()).create_namespaced_role(ns, obj),
+                 lambda: kubernetes.client.RbacAuthorizationV1Api(client()).read_namespaced_role(name, ns)),
+        "RoleBinding": (
+            lambda: kubernetes.client.RbacAuthorizationV1Api(client()).create_namespaced_role_binding(ns, obj),
+            lambda: kubernetes.client.RbacAuthorizationV1Api(client()).read_namespaced_role_binding(name, ns)),
+    }[kind]
+    try:
+        return create(), True
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        return read(), False
+
+
+def get_cr(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_cr_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {"status": status})
+
+
+def list_jobs(namespace: str, labels: dict[str, str]) -> list[Any]:
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    return batch().list_namespaced_job(namespace, label_selector=selector).items
+
+
+def delete_job(namespace: str, name: str) -> None:
+    try:
+        batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 404:
+            raise
