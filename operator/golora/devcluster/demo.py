@@ -1,13 +1,15 @@
 """``make demo``: the whole golora loop on this machine.
 
 Starts the real local control plane, installs the CRDs, runs the operator as its own
-process (``python -m golora``), applies ``manifests/demo``, shows ``kubectl get golora``
-as the objects progress, and tears everything down.
+process (``python -m golora``) and the local Job runner (the kubelet stand-in), applies
+``manifests/demo``, shows ``kubectl get golora`` as the objects progress, and tears it all
+down. The store is kept in ``.demo/store`` so the dataset and adapter can be inspected.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,37 +20,68 @@ import yaml
 from .binaries import repo_root
 from .cluster import ControlPlane
 from .crds import install_crds
+from .jobrunner import LocalJobRunner
 
 NAMESPACE = "golora-demo"
+TERMINAL = {"Succeeded", "Failed", "Invalid"}
+
+
+def _go_root() -> Path:
+    return Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
 
 
 def _objects(plane: ControlPlane) -> list[dict]:
-    out = plane.kubectl("get", "golora", "-n", NAMESPACE, "-o", "yaml").stdout
-    return yaml.safe_load(out)["items"]
+    return yaml.safe_load(plane.kubectl("get", "golora", "-n", NAMESPACE, "-o", "yaml").stdout)["items"]
+
+
+def _phases(items: list[dict]) -> dict[str, str]:
+    return {f"{i['kind']}/{i['metadata']['name']}": (i.get("status") or {}).get("phase") or "" for i in items}
+
+
+def watch(plane: ControlPlane, done: set[str], timeout: float) -> dict[str, str]:
+    """Print `kubectl get golora` whenever a phase changes, until every object in ``done``
+    (kind/name) is terminal or the timeout passes."""
+    last: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phases = _phases(_objects(plane))
+        if phases != last:
+            print(plane.kubectl("get", "golora", "-n", NAMESPACE).stdout, flush=True)
+            last = phases
+        if all(phases.get(k) in TERMINAL for k in done):
+            break
+        time.sleep(1)
+    return last
 
 
 def main() -> int:
     root = repo_root() or Path.cwd()
+    store = root / ".demo" / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    extractor = root / ".bin" / "golora-extract"
     t0 = time.monotonic()
     with ControlPlane() as plane:
-        print(f"control plane up at {plane.apiserver_url} in {time.monotonic() - t0:.1f}s")
+        print(f"control plane up at {plane.apiserver_url} in {time.monotonic() - t0:.1f}s", flush=True)
         install_crds(plane, root / "crds")
         env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
         log = open(plane.workdir / "operator.log", "wb")  # noqa: SIM115
         operator = subprocess.Popen([sys.executable, "-m", "golora"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        runner = LocalJobRunner(plane, plane.workdir / "jobs",
+                                claim_dirs={"go-src": _go_root(), "golora-store": store},
+                                executables={"golora-extract": str(extractor), "python": sys.executable})
         try:
-            print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                items = _objects(plane)
-                if items and all((i.get("status") or {}).get("phase") for i in items):
-                    break
-                time.sleep(0.5)
-            print(plane.kubectl("get", "golora", "-n", NAMESPACE, "-o", "wide").stdout)
+            runner.start()
+            print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
+            phases = watch(plane, {"GoDataset/stdlib"}, timeout=300)
             for item in _objects(plane):
                 conds = {c["type"]: f"{c['status']} ({c['reason']})" for c in item["status"].get("conditions", [])}
-                print(f"{item['kind']}/{item['metadata']['name']}: phase={item['status'].get('phase')} {conds}")
+                print(f"{item['kind']}/{item['metadata']['name']}: {item['status'].get('message')} {conds}")
+            print(f"\nstore kept at {store}:")
+            for path in sorted(store.rglob("*.json*")):
+                print(f"  {path.relative_to(store)}  {path.stat().st_size} bytes")
         finally:
+            runner.stop()
             operator.terminate()
             try:
                 operator.wait(15)
@@ -56,7 +89,7 @@ def main() -> int:
                 operator.kill()
             log.close()
     print(f"demo finished in {time.monotonic() - t0:.1f}s; control plane stopped")
-    return 0
+    return 0 if phases.get("GoDataset/stdlib") == "Succeeded" else 1
 
 
 if __name__ == "__main__":
