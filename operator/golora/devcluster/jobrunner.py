@@ -8,6 +8,10 @@ to those directories, and the worker gets a real service-account token (TokenReq
 the Job's ServiceAccount, so its status patches go through the apiserver's RBAC exactly as
 in a cluster. When the process ends, the runner writes the Job's status (Complete or
 Failed, with the termination message) the way the Job controller would.
+
+Like the scheduler on a node without GPUs, it does not run a Job whose container asks for
+more ``nvidia.com/gpu`` than ``gpus``: it records a Pod with ``PodScheduled=False``
+(``Insufficient nvidia.com/gpu``) instead, which is what a user sees when the T4 is busy.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class LocalJobRunner:
     executables: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     max_parallel: int = 2
+    gpus: int = 0
     label_selector: str = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
 
     records: dict[str, RunRecord] = field(default_factory=dict)
@@ -171,8 +176,33 @@ class LocalJobRunner:
         if job.spec.suspend:
             return
         self._seen.add(uid)
+        limits = (job.spec.template.spec.containers[0].resources or kubernetes.client.V1ResourceRequirements()).limits
+        wanted = int((limits or {}).get("nvidia.com/gpu", 0))
+        if wanted > self.gpus:
+            self._unschedulable(job, f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu "
+                                     f"(the Job asks for {wanted}, the local node has {self.gpus}).")
+            return
         assert self._pool is not None
         self._pool.submit(self._run_safely, job)
+
+    def _unschedulable(self, job: Any, message: str) -> None:
+        """Record the Job's pod as the scheduler would leave it: Pending, not scheduled."""
+        ns = job.metadata.namespace
+        template = self.api.sanitize_for_serialization(job.spec.template)
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": f"{job.metadata.name}-", "namespace": ns,
+                         "labels": {**(template["metadata"].get("labels") or {}), "job-name": job.metadata.name}},
+            "spec": template["spec"],
+        }
+        try:
+            created = self.core.create_namespaced_pod(ns, pod)
+            self.core.patch_namespaced_pod_status(created.metadata.name, ns, {"status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                "message": message, "lastTransitionTime": _now()}]}})
+        except kubernetes.client.ApiException as exc:
+            log.warning("could not record unschedulable pod for %s/%s: %s", ns, job.metadata.name, exc.reason)
 
     def _run_safely(self, job: Any) -> None:
         try:

@@ -20,12 +20,17 @@ from .common import accept, set_condition, set_phase
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
 @kopf.on.update(GROUP, VERSION, KIND.plural)
-def validate(spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Validate, then start extraction for this generation (one Job per generation)."""
+def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
+    """Validate, then start extraction for this generation (one Job per generation).
+
+    Status is written through the API *before* the Job exists, so the Job follower's
+    later writes (Running, Succeeded) can never be overwritten by this handler's."""
+    patch = kopf.Patch()
     parsed = accept(GoDatasetSpec, spec, body, patch)
-    if parsed is None:
-        return
     meta = body["metadata"]
+    if parsed is None:
+        kube.patch_cr_status(KIND.plural, meta["namespace"], meta["name"], dict(patch.status))
+        return
     ns, name, generation = meta["namespace"], meta["name"], meta["generation"]
     # A new generation makes a new dataset: Jobs of older generations are stale.
     for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
@@ -35,15 +40,16 @@ def validate(spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any) -> N
         kube.create_or_adopt(obj)
     job = build_dataset_job(namespace=ns, name=name, uid=meta["uid"], generation=generation,
                             spec=parsed, settings=current_settings())
-    _, created = kube.create_or_adopt(job)
     job_name = job["metadata"]["name"]
-    patch.status["jobName"] = job_name
-    if created:
+    if (body.get("status") or {}).get("jobName") != job_name:  # else: a restart adopting its own Job
+        patch.status["jobName"] = job_name
         patch.status["progress"] = None
         patch.status["result"] = None
-    set_condition(patch, body, c.EXTRACTED, c.UNKNOWN, "JobCreated", f"extraction Job {job_name} created")
-    set_condition(patch, body, c.READY, c.FALSE, "Extracting", "dataset is being built")
-    set_phase(patch, body, c.PENDING, f"waiting for extraction Job {job_name} to start")
+        set_condition(patch, body, c.EXTRACTED, c.UNKNOWN, "JobCreated", f"extraction Job {job_name} created")
+        set_condition(patch, body, c.READY, c.FALSE, "Extracting", "dataset is being built")
+        set_phase(patch, body, c.PENDING, f"waiting for extraction Job {job_name} to start")
+    kube.patch_cr_status(KIND.plural, ns, name, dict(patch.status))
+    kube.create_or_adopt(job)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_KIND: KIND.kind})

@@ -1,17 +1,257 @@
-"""LoraTraining handlers: thin kopf glue; the decisions live in golora.builders."""
+"""LoraTraining handlers: thin kopf glue around one level-based ``reconcile()``.
+
+Triggers: the CR's own create/update, its GoDataset's phase changing, its Jobs changing,
+and its training pods' scheduling. Each reads the current state and writes status only
+when something changed; the decisions live in ``golora.builders.training``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import kopf
+import kubernetes
 
+from .. import conditions as c
+from .. import kube, naming
 from ..api import GROUP, VERSION
-from ..api.loratraining import KIND
+from ..api import godataset as gds_api
+from ..api.loratraining import (
+    GATE_DISABLED,
+    KIND,
+    REASON_QUALITY_GATE_FAILED,
+    LoraTrainingSpec,
+    reason_for_exit_code,
+)
+from ..builders import status as st
+from ..builders import training as tb
+from ..builders.worker_rbac import worker_objects
+from ..settings import current as current_settings
 from .common import accept
+
+LABELS = {naming.LABEL_KIND: KIND.kind}
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
 @kopf.on.update(GROUP, VERSION, KIND.plural)
-def validate(spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    accept(KIND.spec, spec, body, patch)
+def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
+    patch = kopf.Patch()
+    parsed = accept(LoraTrainingSpec, spec, body, patch)
+    meta = body["metadata"]
+    kube.patch_cr_status(KIND.plural, meta["namespace"], meta["name"], dict(patch.status))
+    if parsed is not None:
+        reconcile(meta["namespace"], meta["name"])
+
+
+@kopf.on.field(GROUP, VERSION, gds_api.KIND.plural, field="status.phase")
+def dataset_phase_changed(body: kopf.Body, new: Any, **_: Any) -> None:
+    """A GoDataset became (or stopped being) ready: reconcile the trainings waiting on it."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    trainings = kube.custom().list_namespaced_custom_object(GROUP, VERSION, ns, KIND.plural)["items"]
+    for lt in trainings:
+        if ((lt.get("spec") or {}).get("datasetRef") or {}).get("name") == name:
+            reconcile(ns, lt["metadata"]["name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=LABELS)
+def follow_job(body: kopf.Body, type: str | None, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    labels = body["metadata"].get("labels", {})
+    if labels.get(naming.LABEL_NAME):
+        reconcile(body["metadata"]["namespace"], labels[naming.LABEL_NAME])
+
+
+@kopf.on.event("", "v1", "pods", labels=LABELS)
+def follow_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Surface an unschedulable training pod (e.g. the T4 is busy serving prefill)."""
+    if type == "DELETED":
+        return
+    labels = body["metadata"].get("labels", {})
+    ns, name = body["metadata"]["namespace"], labels.get(naming.LABEL_NAME)
+    cr = kube.get_cr(KIND.plural, ns, name) if name else None
+    if cr is None or str(cr["metadata"]["generation"]) != labels.get(naming.LABEL_GENERATION):
+        return
+    scheduled = next((x for x in (body.get("status") or {}).get("conditions") or [] if x.get("type") == "PodScheduled"),
+                     None)
+    if scheduled is None:
+        return
+    gen = cr["metadata"]["generation"]
+    if scheduled.get("status") == "True":
+        update = st.status_patch(cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
+                                 message=cr["status"].get("message", ""), generation=gen,
+                                 conditions=[(c.SCHEDULED, c.TRUE, "Scheduled",
+                                              f"pod {body['metadata']['name']} scheduled")])
+    else:
+        msg = scheduled.get("message") or "the training pod cannot be scheduled"
+        update = st.status_patch(cr.get("status"), phase=c.PENDING, message=f"unschedulable: {msg}",
+                                 generation=gen, conditions=[(c.SCHEDULED, c.FALSE,
+                                                              scheduled.get("reason") or "Unschedulable", msg)])
+    if update:
+        kube.patch_cr_status(KIND.plural, ns, name, update)
+
+
+@kopf.on.delete(GROUP, VERSION, KIND.plural)
+def cleanup(body: kopf.Body, **_: Any) -> None:
+    """Delete the training Jobs (no garbage collector is assumed). The adapter is kept."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for job in kube.list_jobs(ns, {**LABELS, naming.LABEL_NAME: name}):
+        kube.delete_job(ns, job.metadata.name)
+
+
+# ---- the reconcile ----------------------------------------------------------------------
+
+def _write(ns: str, name: str, cr: dict[str, Any], update: dict[str, Any] | None) -> None:
+    if not update:
+        return
+    kube.patch_cr_status(KIND.plural, ns, name, update)
+    if "phase" in update:
+        failed = update["phase"] in (c.FAILED, c.INVALID)
+        kopf.event(cr, type="Warning" if failed else "Normal", reason=update["phase"],
+                   message=update.get("message", ""))
+
+
+def _node_labels(spec: LoraTrainingSpec) -> list[dict[str, str]]:
+    selector = tb.node_selector(spec)
+    if not selector or spec.placement.gpus == 0:
+        return []
+    try:
+        nodes = kube.core().list_node(label_selector=",".join(f"{k}={v}" for k, v in selector.items())).items
+    except kubernetes.client.ApiException:
+        return []
+    return [n.metadata.labels or {} for n in nodes]
+
+
+def reconcile(ns: str, name: str) -> None:
+    cr = kube.get_cr(KIND.plural, ns, name)
+    if cr is None or cr["metadata"].get("deletionTimestamp"):
+        return
+    status = cr.get("status") or {}
+    gen = cr["metadata"]["generation"]
+    if not c.is_true(status.get("conditions"), c.ACCEPTED) or \
+            c.get_condition(status.get("conditions"), c.ACCEPTED).get("observedGeneration") != gen:
+        return  # the validate handler has not accepted this generation (yet)
+    spec = LoraTrainingSpec.model_validate(cr["spec"])
+
+    # 1. The dataset must be ready.
+    dataset_status = None
+    if spec.dataset_ref:
+        ds = kube.get_cr(gds_api.KIND.plural, ns, spec.dataset_ref.name)
+        dataset_status = (ds or {}).get("status") or {}
+        if ds is None or dataset_status.get("phase") != c.SUCCEEDED:
+            why = (f"GoDataset {spec.dataset_ref.name} not found" if ds is None else
+                   f"GoDataset {spec.dataset_ref.name} is {dataset_status.get('phase') or 'not ready'}"
+                   + (f": {dataset_status['message']}" if dataset_status.get("message") else ""))
+            reason = "DatasetNotFound" if ds is None else "DatasetNotReady"
+            phase = c.FAILED if dataset_status.get("phase") == c.FAILED else c.PENDING
+            _write(ns, name, cr, st.status_patch(status, phase=phase, message=f"waiting: {why}", generation=gen,
+                                                 conditions=[(c.DATASET_READY, c.FALSE, reason, why)]))
+            return
+    files = tb.dataset_files(ns, spec, dataset_status)
+    ready = (c.DATASET_READY, c.TRUE, "DatasetReady",
+             f"training on {files.train_path}" + (f" (eval {files.eval_path})" if files.eval_path else ""))
+
+    # 2. The current attempt's Job.
+    jobs = {j.metadata.name: j for j in kube.list_jobs(ns, {**LABELS, naming.LABEL_NAME: name})}
+    for jname, job in jobs.items():  # Jobs of older generations are stale
+        if job.metadata.labels.get(naming.LABEL_GENERATION) != str(gen):
+            kube.delete_job(ns, jname)
+    attempts = [a for a in status.get("attempts") or [] if f"-g{gen}-" in a.get("jobName", "")]
+    attempt = attempts[-1]["attempt"] if attempts else 1
+    override = attempts[-1].get("microBatchSize") if attempts else None
+    job_name = naming.job_name(tb.JOB_KIND_SHORT, name, gen, attempt)
+    if job_name not in jobs:
+        _start_attempt(ns, name, cr, spec, files, gen, attempt, override, attempts, ready)
+        return
+    job = jobs[job_name]
+    state = st.job_state(kube.client().sanitize_for_serialization(job))
+    result = status.get("result") or {}
+    if result.get("attempt") not in (None, attempt):
+        result = {}  # written by an earlier attempt
+
+    if state.phase in (c.PENDING, c.RUNNING):
+        progress = status.get("progress") or {}
+        msg = "training" + (f": step {progress['step']}/{progress['totalSteps']}" if progress.get("totalSteps") else "")
+        phase = c.RUNNING if state.phase == c.RUNNING else c.PENDING
+        conds = [ready]
+        if state.phase == c.RUNNING:
+            conds += [(c.SCHEDULED, c.TRUE, "Scheduled", "training pod is running"),
+                      (c.TRAINING, c.TRUE, "Training", f"attempt {attempt} running")]
+        _write(ns, name, cr, st.status_patch(status, phase=phase, message=msg if phase == c.RUNNING else
+                                             status.get("message", ""), generation=gen, conditions=conds,
+                                             extra={"attempts": _mark(attempts, attempt, "Running")}))
+        return
+
+    gate = result.get("qualityGate") or {}
+    if state.phase == c.SUCCEEDED and not result.get("failure"):
+        gate_reason = gate.get("reason") or GATE_DISABLED
+        gate_cond = (c.QUALITY_GATE_PASSED, c.TRUE if gate.get("passed") else c.UNKNOWN, gate_reason,
+                     gate.get("message") or ("quality gate disabled" if gate_reason == GATE_DISABLED else ""))
+        msg = (f"adapter {result.get('adapterPath')}: eval loss {_f(result.get('evalLoss'))} "
+               f"(base {_f(result.get('baseEvalLoss'))}), gate {gate_reason}")
+        _write(ns, name, cr, st.status_patch(status, phase=c.SUCCEEDED, message=msg, generation=gen, conditions=[
+            ready, (c.TRAINING, c.FALSE, "Completed", f"attempt {attempt} completed"),
+            (c.SUCCEEDED_CONDITION, c.TRUE, "AdapterReady", msg), gate_cond],
+            extra={"attempts": _mark(attempts, attempt, "Succeeded")}))
+        return
+
+    # Failed: a reason from the trainer, else from its exit code, else the Job's.
+    failure = result.get("failure") or {}
+    reason = failure.get("reason") or _reason_from_job_message(state.message) or state.reason
+    message = failure.get("message") or state.message
+    used = result.get("microBatchSize") or (status.get("progress") or {}).get("microBatchSize") or override
+    retry = tb.next_attempt(spec, attempt, reason, used)
+    attempts = _mark(attempts, attempt, reason)
+    if retry:
+        _start_attempt(ns, name, cr, spec, files, gen, retry.attempt, retry.micro_batch_size, attempts, ready,
+                       note=f"attempt {attempt} failed ({reason}); retrying"
+                            + (f" with micro-batch {retry.micro_batch_size}" if retry.micro_batch_size else ""))
+        return
+    conds = [ready, (c.TRAINING, c.FALSE, reason, message), (c.SUCCEEDED_CONDITION, c.FALSE, reason, message)]
+    if reason == REASON_QUALITY_GATE_FAILED or gate.get("passed") is False:
+        conds.append((c.QUALITY_GATE_PASSED, c.FALSE, gate.get("reason") or reason, gate.get("message") or message))
+    _write(ns, name, cr, st.status_patch(status, phase=c.FAILED, message=f"{reason}: {message}"[:1000],
+                                         generation=gen, conditions=conds, extra={"attempts": attempts}))
+
+
+def _start_attempt(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpec, files: tb.DatasetFiles,
+                   gen: int, attempt: int, micro_batch: int | None, attempts: list[dict[str, Any]],
+                   ready: tuple[str, str, str, str], note: str = "") -> None:
+    status = cr.get("status") or {}
+    job = tb.build_training_job(namespace=ns, name=name, uid=cr["metadata"]["uid"], generation=gen,
+                                attempt=attempt, spec=spec, files=files, micro_batch_size=micro_batch,
+                                settings=current_settings())
+    job_name = job["metadata"]["name"]
+    record = {"attempt": attempt, "jobName": job_name, "outcome": "Pending"}
+    if micro_batch:
+        record["microBatchSize"] = micro_batch
+    attempts = [a for a in attempts if a.get("attempt") != attempt] + [record]
+    msg = note or f"waiting for training Job {job_name} to start"
+    extra = {"attempt": attempt, "attempts": attempts, "jobName": job_name,
+             "expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
+    update = st.status_patch(status, phase=c.PENDING, message=msg, generation=gen, extra=extra, conditions=[
+        ready, (c.SCHEDULED, c.UNKNOWN, "JobCreated", f"Job {job_name} created"),
+        (c.TRAINING, c.FALSE, "Waiting", msg)])
+    if attempt == 1 and status.get("jobName") != job_name:
+        update = {**(update or {}), "progress": None, "result": None}
+    for obj in worker_objects(ns):
+        kube.create_or_adopt(obj)
+    _write(ns, name, cr, update)  # status first, so the Job's own updates always land after it
+    kube.create_or_adopt(job)
+
+
+def _mark(attempts: list[dict[str, Any]], attempt: int, outcome: str) -> list[dict[str, Any]]:
+    return [{**a, "outcome": outcome} if a.get("attempt") == attempt else a for a in attempts]
+
+
+def _reason_from_job_message(message: str) -> str | None:
+    """The local Job runner and kubelet messages carry the exit code ("exit code 3: ...")."""
+    if message.startswith("exit code "):
+        code = message.removeprefix("exit code ").split(":", 1)[0]
+        if code.isdigit():
+            return reason_for_exit_code(int(code))
+    return None
+
+
+def _f(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, int | float) else "n/a"

@@ -1,0 +1,144 @@
+"""LoraTraining end to end on the real apiserver: GoDataset -> LoraTraining -> the real
+trainer (tiny Qwen2 on CPU) run by the local Job runner -> status, retries, scheduling."""
+
+from __future__ import annotations
+
+import shutil
+
+import kubernetes
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.train]
+
+G = ("golora.dev", "v1alpha1")
+
+
+def custom(api):
+    return kubernetes.client.CustomObjectsApi(api)
+
+
+def get(api, ns, plural, name):
+    return custom(api).get_namespaced_custom_object(*G, ns, plural, name)
+
+
+def cond(obj, type_):
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+@pytest.fixture(scope="module")
+def tiny_base():
+    from golora_trainer.tiny import TinySpec, ensure_tiny
+
+    return ensure_tiny(TinySpec(pretrain_steps=300))
+
+
+def put_model(job_runner, ns, tiny_base) -> str:
+    target = job_runner.claim_dir(ns, "golora-store") / "models" / "tiny-go"
+    shutil.copytree(tiny_base, target, dirs_exist_ok=True)
+    return "models/tiny-go"
+
+
+def training(name, model_path, dataset="stdlib", **training) -> dict:
+    return {"apiVersion": "golora.dev/v1alpha1", "kind": "LoraTraining", "metadata": {"name": name}, "spec": {
+        "baseModel": {"path": model_path}, "datasetRef": {"name": dataset},
+        "quantization": {"type": "none"}, "placement": {"gpus": 0},
+        "training": {"maxSteps": 30, "maxSeqLength": 512, "microBatchSize": 4, "effectiveBatchSize": 8,
+                     "learningRate": 2e-4, "loggingSteps": 5, "checkpointSteps": 100, **training},
+        "qualityGate": {"prompts": 6, "maxNewTokens": 64}}}
+
+
+def stdlib_dataset(name="stdlib", max_pairs=600) -> dict:
+    return {"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": name},
+            "spec": {"sources": [{"name": "stdlib", "pvc": {"claimName": "go-src", "path": "src"}}],
+                     "maxPairs": max_pairs, "split": {"evalFraction": 0.1, "seed": 1}}}
+
+
+def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
+        cluster, api, namespace, operator, job_runner, tiny_base):
+    model = put_model(job_runner, namespace, tiny_base)
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("go-adapter", model))
+    waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "go-adapter"))
+                       and cond(o, "DatasetReady") and o, what="DatasetReady condition")
+    assert cond(waiting, "DatasetReady")["status"] == "False"
+    assert cond(waiting, "DatasetReady")["reason"] == "DatasetNotFound"
+    assert waiting["status"]["phase"] == "Pending" and "GoDataset stdlib not found" in waiting["status"]["message"]
+    assert not kubernetes.client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="golora.dev/kind=LoraTraining").items
+
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset())
+    seen_progress: list[dict] = []
+
+    def finished():
+        obj = get(api, namespace, "loratrainings", "go-adapter")
+        status = obj.get("status", {})
+        if status.get("phase") == "Running" and (status.get("progress") or {}).get("step"):
+            seen_progress.append(status["progress"])
+        return status.get("phase") in ("Succeeded", "Failed") and obj
+
+    done = wait_for(finished, timeout=400, interval=0.5, what="training finished")
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert seen_progress, "no live progress seen while Running"
+    assert any(p.get("totalSteps") == 30 and 0 < p["step"] <= 30 for p in seen_progress)
+    result = status["result"]
+    assert result["evalLoss"] < result["baseEvalLoss"]
+    assert result["adapterPath"] == f"adapters/{namespace}/go-adapter"
+    assert result["precision"] == "fp32" and status["expectedPrecision"] == "fp32"
+    assert cond(done, "QualityGatePassed")["status"] == "True"
+    assert cond(done, "Succeeded")["status"] == "True"
+    assert [a["outcome"] for a in status["attempts"]] == ["Succeeded"]
+    from golora.vllm import validate_adapter_dir
+
+    adapter = job_runner.claim_dir(namespace, "golora-store") / result["adapterPath"]
+    assert validate_adapter_dir(adapter).ok
+    table = cluster.kubectl("get", "lt", "go-adapter", "-n", namespace).stdout
+    assert "Succeeded" in table and "Passed" in table and f"{result['evalLoss']:.4g}"[:4] in table
+
+
+def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namespace, operator, job_runner, tiny_base):
+    """Fault injection: the trainer raises CUDA's OOM error for micro-batches above 2."""
+    model = put_model(job_runner, namespace, tiny_base)
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
+    job_runner.extra_env["GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH"] = "2"
+    try:
+        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
+            "oom", model, microBatchSize=8, effectiveBatchSize=8, maxSteps=4))
+        done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "oom")).get("status", {}).get("phase")
+                        in ("Succeeded", "Failed") and o, timeout=400, interval=0.5, what="oom training finished")
+    finally:
+        job_runner.extra_env.pop("GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH", None)
+    status = done["status"]
+    assert [(a["attempt"], a.get("microBatchSize"), a["outcome"]) for a in status["attempts"]] == [
+        (1, None, "OutOfMemory"), (2, 4, "OutOfMemory"), (3, 2, "Succeeded")]
+    assert status["phase"] == "Succeeded" and status["result"]["microBatchSize"] == 2
+    jobs = kubernetes.client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="golora.dev/kind=LoraTraining,golora.dev/name=oom").items
+    assert sorted(j.metadata.name for j in jobs) == ["oom-lt-g1-a1", "oom-lt-g1-a2", "oom-lt-g1-a3"]
+
+
+def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namespace, operator, job_runner):
+    core = kubernetes.client.CoreV1Api(api)
+    for node, product, major in (("dagobah", "Tesla-T4", "7"), ("rtx", "NVIDIA-GeForce-RTX-3060", "8")):
+        try:
+            core.create_node({"metadata": {"name": f"{node}-{namespace}", "labels": {
+                "nvidia.com/gpu.product": product, "nvidia.com/gpu.compute.major": major}}})
+        except kubernetes.client.ApiException as exc:
+            assert exc.status == 409
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
+    lt = training("t4", "models/none")
+    lt["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}
+    lt["spec"]["quantization"] = {"type": "nf4"}
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
+    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "t4")) and cond(o, "Scheduled")
+                   and cond(o, "Scheduled")["status"] == "False" and o, timeout=120, what="Scheduled=False")
+    assert obj["status"]["expectedPrecision"] == "fp16"  # a T4 is compute capability 7.5: no bf16
+    assert "Insufficient nvidia.com/gpu" in cond(obj, "Scheduled")["message"]
+    assert obj["status"]["phase"] == "Pending" and "unschedulable" in obj["status"]["message"]
+    (job,) = kubernetes.client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="golora.dev/kind=LoraTraining,golora.dev/name=t4").items
+    pod = job.spec.template.spec
+    assert pod.node_selector == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert pod.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    assert pod.containers[0].command == ["python", "-m", "golora_trainer", "run"]
