@@ -60,6 +60,12 @@ def main() -> int:
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
     extractor = root / ".bin" / "golora-extract"
+    from golora_trainer.tiny import TinySpec, ensure_tiny
+
+    t_model = time.monotonic()
+    tiny = ensure_tiny(TinySpec(pretrain_steps=300))  # cached after the first build (~1-2 min)
+    shutil.copytree(tiny, store / "models" / "tiny-go")
+    print(f"tiny Qwen2-architecture base model ready in {time.monotonic() - t_model:.1f}s ({tiny})", flush=True)
     t0 = time.monotonic()
     with ControlPlane() as plane:
         print(f"control plane up at {plane.apiserver_url} in {time.monotonic() - t0:.1f}s", flush=True)
@@ -73,7 +79,7 @@ def main() -> int:
         try:
             runner.start()
             print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
-            phases = watch(plane, {"GoDataset/stdlib"}, timeout=300)
+            phases = watch(plane, {"GoDataset/stdlib", "LoraTraining/go-adapter"}, timeout=900)
             for item in _objects(plane):
                 conds = {c["type"]: f"{c['status']} ({c['reason']})" for c in item["status"].get("conditions", [])}
                 print(f"{item['kind']}/{item['metadata']['name']}: {item['status'].get('message')} {conds}")
@@ -89,7 +95,8 @@ def main() -> int:
                 operator.kill()
             log.close()
     print(f"demo finished in {time.monotonic() - t0:.1f}s; control plane stopped")
-    return 0 if phases.get("GoDataset/stdlib") == "Succeeded" else 1
+    ok = all(phases.get(k) == "Succeeded" for k in ("GoDataset/stdlib", "LoraTraining/go-adapter"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
