@@ -81,3 +81,18 @@ def delete_job(namespace: str, name: str) -> None:
     except kubernetes.client.ApiException as exc:
         if exc.status != 404:
             raise
+
+
+_ensured: set[str] = set()
+
+
+def ensure_worker_identity(namespace: str) -> None:
+    """The golora-worker ServiceAccount/Role/RoleBinding in ``namespace``, created once per
+    operator process (later calls make no API request)."""
+    from .builders.worker_rbac import worker_objects
+
+    if namespace in _ensured:
+        return
+    for obj in worker_objects(namespace):
+        create_or_adopt(obj)
+    _ensured.add(namespace)

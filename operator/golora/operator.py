@@ -3,6 +3,7 @@ ignores GitOps tracking metadata, and watch timeouts that survive silent stalls.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -36,12 +37,19 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = GitOpsTolerantDiffBase(
         prefix=naming.KOPF_PREFIX, key=naming.DIFFBASE_KEY, v1=False
     )
-    settings.posting.level = 20  # INFO and above become Events
+    # Only warnings from kopf's own log become Events; golora posts its phase transitions itself.
+    settings.posting.level = logging.WARNING
     settings.watching.connect_timeout = 30
     settings.watching.server_timeout = int(os.environ.get("GOLORA_WATCH_SERVER_TIMEOUT", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 10
     settings.networking.request_timeout = 60
     settings.execution.default_backoff = float(os.environ.get("GOLORA_BACKOFF", "10"))
+    # Handlers are sync and I/O-bound (a few API calls each): more threads, less queueing.
+    settings.execution.max_workers = int(os.environ.get("GOLORA_WORKERS", "16"))
+    # After its own patch kopf waits for the patched version before handling the object again.
+    # Under a burst (hundreds of CRs at once) the watch lags more than kopf's default 5 s, and
+    # an object seen without its just-written annotations would be handled twice.
+    settings.persistence.consistency_timeout = float(os.environ.get("GOLORA_CONSISTENCY_TIMEOUT", "30"))
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
 
 

@@ -22,7 +22,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def set_phase(patch: kopf.Patch, body: kopf.Body, phase: str, message: str, *, warning: bool = False) -> None:
     """Set phase and message; post an Event only when the phase actually changes."""
-    old = (body.get("status") or {}).get("phase")
+    old = patch.status.get("phase") or (body.get("status") or {}).get("phase")
     patch.status["phase"] = phase
     patch.status["message"] = message
     if old != phase:
@@ -44,6 +44,8 @@ def accept(model: type[BaseModel], spec: dict[str, Any], body: kopf.Body, patch:
     the rest (and specs admitted by an older CRD) without crash-looping: the object gets
     ``Accepted=False`` / phase ``Invalid`` with the reason, and nothing runs.
     """
+    from .. import metrics
+
     generation = body.get("metadata", {}).get("generation")
     patch.status["observedGeneration"] = generation
     try:
@@ -52,7 +54,9 @@ def accept(model: type[BaseModel], spec: dict[str, Any], body: kopf.Body, patch:
         message = describe_validation_error(exc)
         set_condition(patch, body, c.ACCEPTED, c.FALSE, "InvalidSpec", message)
         set_phase(patch, body, c.INVALID, message, warning=True)
+        metrics.record_reconcile(body.get("kind", ""), "invalid")
         return None
+    metrics.record_reconcile(body.get("kind", ""), "accepted")
     set_condition(patch, body, c.ACCEPTED, c.TRUE, "Valid", "spec is valid")
     phase = (body.get("status") or {}).get("phase")
     if phase in (None, c.INVALID):

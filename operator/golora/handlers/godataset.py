@@ -13,13 +13,12 @@ from ..api import GROUP, VERSION
 from ..api.godataset import KIND, GoDatasetSpec
 from ..builders import status as st
 from ..builders.dataset import build_dataset_job
-from ..builders.worker_rbac import worker_objects
 from ..settings import current as current_settings
 from .common import accept, set_condition, set_phase
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
-@kopf.on.update(GROUP, VERSION, KIND.plural)
+@kopf.on.update(GROUP, VERSION, KIND.plural, field="spec")
 def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
     """Validate, then start extraction for this generation (one Job per generation).
 
@@ -33,11 +32,11 @@ def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
         return
     ns, name, generation = meta["namespace"], meta["name"], meta["generation"]
     # A new generation makes a new dataset: Jobs of older generations are stale.
-    for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
-        if job.metadata.labels.get(naming.LABEL_GENERATION) != str(generation):
-            kube.delete_job(ns, job.metadata.name)
-    for obj in worker_objects(ns):
-        kube.create_or_adopt(obj)
+    if generation > 1:
+        for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
+            if job.metadata.labels.get(naming.LABEL_GENERATION) != str(generation):
+                kube.delete_job(ns, job.metadata.name)
+    kube.ensure_worker_identity(ns)
     job = build_dataset_job(namespace=ns, name=name, uid=meta["uid"], generation=generation,
                             spec=parsed, settings=current_settings())
     job_name = job["metadata"]["name"]

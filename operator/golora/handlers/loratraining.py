@@ -25,7 +25,6 @@ from ..api.loratraining import (
 )
 from ..builders import status as st
 from ..builders import training as tb
-from ..builders.worker_rbac import worker_objects
 from ..settings import current as current_settings
 from .common import accept
 
@@ -33,7 +32,7 @@ LABELS = {naming.LABEL_KIND: KIND.kind}
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
-@kopf.on.update(GROUP, VERSION, KIND.plural)
+@kopf.on.update(GROUP, VERSION, KIND.plural, field="spec")
 def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
     patch = kopf.Patch()
     parsed = accept(LoraTrainingSpec, spec, body, patch)
@@ -43,14 +42,24 @@ def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
         reconcile(meta["namespace"], meta["name"])
 
 
-@kopf.on.field(GROUP, VERSION, gds_api.KIND.plural, field="status.phase")
-def dataset_phase_changed(body: kopf.Body, new: Any, **_: Any) -> None:
-    """A GoDataset became (or stopped being) ready: reconcile the trainings waiting on it."""
+@kopf.index(GROUP, VERSION, KIND.plural)
+def waiting_for_dataset(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
+    """(namespace, GoDataset) -> LoraTrainings waiting for it: lets a dataset's phase change
+    wake exactly those, with no API call for the rest."""
+    ref = (spec.get("datasetRef") or {}).get("name")
+    if ref and not c.is_true(status.get("conditions"), c.DATASET_READY):
+        return {(namespace, ref): name}
+    return None
+
+
+@kopf.on.event(GROUP, VERSION, gds_api.KIND.plural)
+def dataset_event(body: kopf.Body, waiting_for_dataset: kopf.Index, **_: Any) -> None:
+    """A GoDataset reached a final phase: reconcile the trainings waiting on it."""
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    trainings = kube.custom().list_namespaced_custom_object(GROUP, VERSION, ns, KIND.plural)["items"]
-    for lt in trainings:
-        if ((lt.get("spec") or {}).get("datasetRef") or {}).get("name") == name:
-            reconcile(ns, lt["metadata"]["name"])
+    if (body.get("status") or {}).get("phase") not in (c.SUCCEEDED, c.FAILED):
+        return
+    for training in set(waiting_for_dataset.get((ns, name), [])):
+        reconcile(ns, training)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=LABELS)
@@ -234,8 +243,7 @@ def _start_attempt(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
         (c.TRAINING, c.FALSE, "Waiting", msg)])
     if attempt == 1 and status.get("jobName") != job_name:
         update = {**(update or {}), "progress": None, "result": None}
-    for obj in worker_objects(ns):
-        kube.create_or_adopt(obj)
+    kube.ensure_worker_identity(ns)
     _write(ns, name, cr, update)  # status first, so the Job's own updates always land after it
     kube.create_or_adopt(job)
 
