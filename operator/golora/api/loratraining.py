@@ -299,6 +299,8 @@ class TrainingResult(StatusModel):
     attempt: int | None = Field(None, description="Attempt that wrote this result.")
     exit_code: int | None = Field(None, description="Process exit code (see golora.api.loratraining EXIT_*).")
     base_model: str | None = Field(None, description="base_model_name_or_path written into the adapter.")
+    rank: int | None = Field(None, description="LoRA rank r of the saved adapter (adapter_config.json; "
+                             "AdapterServing sizes --max-lora-rank from it).")
     quantization: str | None = Field(None, description="How the base was loaded: nf4 or none.")
     gradient_checkpointing: bool | None = None
     loss_implementation: str | None = Field(None, description="fused (chunked LM head), liger or plain.")
@@ -380,6 +382,7 @@ REASON_DIVERGED = "Diverged"  # NaN/inf loss, or loss far above the base model's
 REASON_QUALITY_GATE_FAILED = "QualityGateFailed"  # trained, but the gate refused the adapter
 REASON_INVALID_ADAPTER = "InvalidAdapter"  # the saved adapter is not one vLLM can load
 REASON_INTERRUPTED = "Interrupted"  # SIGTERM (pod deleted/preempted): checkpoint saved, a rerun resumes
+REASON_JOB_DELETED = "JobDeleted"  # someone deleted the training Job: the next attempt resumes
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -413,7 +416,7 @@ EXIT_CODE_REASONS: dict[int, str] = {
 }
 # Only these are worth another attempt (OutOfMemory with half the micro-batch; Interrupted as is,
 # resuming from the last checkpoint).
-RETRYABLE_REASONS: frozenset[str] = frozenset({REASON_OUT_OF_MEMORY, REASON_INTERRUPTED})
+RETRYABLE_REASONS: frozenset[str] = frozenset({REASON_OUT_OF_MEMORY, REASON_INTERRUPTED, REASON_JOB_DELETED})
 
 # Quality-gate reasons (status.result.qualityGate.reason).
 GATE_PASSED = "Passed"

@@ -90,6 +90,8 @@ class LocalJobRunner:
     extra_env: dict[str, str] = field(default_factory=dict)
     max_parallel: int = 2
     gpus: int = 0
+    # While paused, Jobs are left waiting (as on a node that has no room yet).
+    paused: bool = False
     label_selector: str = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
 
     records: dict[str, RunRecord] = field(default_factory=dict)
@@ -158,7 +160,7 @@ class LocalJobRunner:
                     if self._stop.is_set():
                         watch.stop()
                         break
-                    if event["type"] == "DELETED":
+                    if event["type"] == "DELETED" or event["object"].metadata.deletion_timestamp:
                         meta = event["object"].metadata
                         self.kill(meta.namespace, meta.name)
                     elif event["type"] in ("ADDED", "MODIFIED"):
@@ -173,7 +175,7 @@ class LocalJobRunner:
         status = job.status
         if uid in self._seen or (status and (status.start_time or status.succeeded or status.failed)):
             return
-        if job.spec.suspend:
+        if job.spec.suspend or self.paused or job.metadata.deletion_timestamp:
             return
         self._seen.add(uid)
         limits = (job.spec.template.spec.containers[0].resources or kubernetes.client.V1ResourceRequirements()).limits

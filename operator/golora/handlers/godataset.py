@@ -54,15 +54,19 @@ def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_KIND: KIND.kind})
 def follow_job(body: kopf.Body, type: str | None, **_: Any) -> None:
     """Reflect the extraction Job (and the worker's result) in the GoDataset's status."""
-    if type == "DELETED":
-        return
     labels = body["metadata"].get("labels", {})
     ns, name = body["metadata"]["namespace"], labels.get(naming.LABEL_NAME)
     cr = kube.get_cr(KIND.plural, ns, name) if name else None
     if cr is None or str(cr["metadata"]["generation"]) != labels.get(naming.LABEL_GENERATION):
         return  # a Job of an older generation, or its GoDataset is gone
     status = cr.get("status") or {}
-    update = dataset_status(status, st.job_state(dict(body)), cr["metadata"]["generation"])
+    state = st.job_state(dict(body))
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        if state.phase in (c.SUCCEEDED, c.FAILED) or cr["metadata"].get("deletionTimestamp"):
+            return  # finished Jobs may be cleaned up; the dataset stays
+        state = st.JobState(c.FAILED, "JobDeleted", f"extraction Job {body['metadata']['name']} was deleted "
+                            "before it finished; change the spec (or re-create the GoDataset) to run it again")
+    update = dataset_status(status, state, cr["metadata"]["generation"])
     if update:
         kube.patch_cr_status(KIND.plural, ns, name, update)
         if "phase" in update:

@@ -19,6 +19,8 @@ from ..api import godataset as gds_api
 from ..api.loratraining import (
     GATE_DISABLED,
     KIND,
+    REASON_INTERRUPTED,
+    REASON_JOB_DELETED,
     REASON_QUALITY_GATE_FAILED,
     LoraTrainingSpec,
     reason_for_exit_code,
@@ -64,10 +66,14 @@ def dataset_event(body: kopf.Body, waiting_for_dataset: kopf.Index, **_: Any) ->
 
 @kopf.on.event("batch", "v1", "jobs", labels=LABELS)
 def follow_job(body: kopf.Body, type: str | None, **_: Any) -> None:
-    if type == "DELETED":
-        return
     labels = body["metadata"].get("labels", {})
-    if labels.get(naming.LABEL_NAME):
+    if not labels.get(naming.LABEL_NAME):
+        return
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        if st.job_state(dict(body)).phase in (c.SUCCEEDED, c.FAILED):
+            return  # a finished Job cleaned up: nothing to do
+        reconcile(body["metadata"]["namespace"], labels[naming.LABEL_NAME], deleted_job=body["metadata"]["name"])
+    else:
         reconcile(body["metadata"]["namespace"], labels[naming.LABEL_NAME])
 
 
@@ -131,7 +137,7 @@ def _node_labels(spec: LoraTrainingSpec) -> list[dict[str, str]]:
     return [n.metadata.labels or {} for n in nodes]
 
 
-def reconcile(ns: str, name: str) -> None:
+def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
     cr = kube.get_cr(KIND.plural, ns, name)
     if cr is None or cr["metadata"].get("deletionTimestamp"):
         return
@@ -161,7 +167,8 @@ def reconcile(ns: str, name: str) -> None:
              f"training on {files.train_path}" + (f" (eval {files.eval_path})" if files.eval_path else ""))
 
     # 2. The current attempt's Job.
-    jobs = {j.metadata.name: j for j in kube.list_jobs(ns, {**LABELS, naming.LABEL_NAME: name})}
+    jobs = {j.metadata.name: j for j in kube.list_jobs(ns, {**LABELS, naming.LABEL_NAME: name})
+            if not j.metadata.deletion_timestamp}
     for jname, job in jobs.items():  # Jobs of older generations are stale
         if job.metadata.labels.get(naming.LABEL_GENERATION) != str(gen):
             kube.delete_job(ns, jname)
@@ -170,7 +177,13 @@ def reconcile(ns: str, name: str) -> None:
     override = attempts[-1].get("microBatchSize") if attempts else None
     job_name = naming.job_name(tb.JOB_KIND_SHORT, name, gen, attempt)
     if job_name not in jobs:
-        _start_attempt(ns, name, cr, spec, files, gen, attempt, override, attempts, ready)
+        if deleted_job == job_name and attempts and attempts[-1].get("outcome") in ("Pending", "Running"):
+            # Someone deleted the unfinished Job: a failed attempt, retried within retry.maxAttempts.
+            _fail_or_retry(ns, name, cr, spec, files, gen, attempt, REASON_JOB_DELETED,
+                           f"training Job {job_name} was deleted before it finished", override, attempts, ready, {})
+        elif not attempts or attempts[-1].get("outcome") in ("Pending", "Running"):
+            # Not created yet (or the operator stopped between writing status and creating it).
+            _start_attempt(ns, name, cr, spec, files, gen, attempt, override, attempts, ready)
         return
     job = jobs[job_name]
     state = st.job_state(kube.client().sanitize_for_serialization(job))
@@ -209,6 +222,13 @@ def reconcile(ns: str, name: str) -> None:
     reason = failure.get("reason") or _reason_from_job_message(state.message) or state.reason
     message = failure.get("message") or state.message
     used = result.get("microBatchSize") or (status.get("progress") or {}).get("microBatchSize") or override
+    _fail_or_retry(ns, name, cr, spec, files, gen, attempt, reason, message, used, attempts, ready, gate)
+
+
+def _fail_or_retry(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpec, files: tb.DatasetFiles,
+                   gen: int, attempt: int, reason: str, message: str, used: int | None,
+                   attempts: list[dict[str, Any]], ready: tuple[str, str, str, str], gate: dict[str, Any]) -> None:
+    status = cr.get("status") or {}
     retry = tb.next_attempt(spec, attempt, reason, used)
     attempts = _mark(attempts, attempt, reason)
     if retry:
@@ -253,11 +273,16 @@ def _mark(attempts: list[dict[str, Any]], attempt: int, outcome: str) -> list[di
 
 
 def _reason_from_job_message(message: str) -> str | None:
-    """The local Job runner and kubelet messages carry the exit code ("exit code 3: ...")."""
+    """The local Job runner and kubelet messages carry the exit code ("exit code 3: ...").
+    A worker killed by a signal (node lost, OOM-killer, eviction) was interrupted: its next
+    attempt resumes from the last checkpoint."""
     if message.startswith("exit code "):
         code = message.removeprefix("exit code ").split(":", 1)[0]
-        if code.isdigit():
-            return reason_for_exit_code(int(code))
+        if code.lstrip("-").isdigit():
+            number = int(code)
+            if number < 0 or number in (137, 143):
+                return REASON_INTERRUPTED
+            return reason_for_exit_code(number)
     return None
 
 

@@ -1,0 +1,93 @@
+"""Reliability against the real apiserver: the operator stopped at each phase and started
+again, Jobs deleted or killed under it, and the apiserver itself restarted."""
+
+from __future__ import annotations
+
+import time
+
+import kubernetes
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.cluster
+
+G = ("golora.dev", "v1alpha1")
+
+
+def custom(api):
+    return kubernetes.client.CustomObjectsApi(api)
+
+
+def get(api, ns, plural, name):
+    return custom(api).get_namespaced_custom_object(*G, ns, plural, name)
+
+
+def phase(api, ns, plural, name):
+    return (get(api, ns, plural, name).get("status") or {}).get("phase")
+
+
+def jobs(api, ns, kind, name):
+    return kubernetes.client.BatchV1Api(api).list_namespaced_job(
+        ns, label_selector=f"golora.dev/kind={kind},golora.dev/name={name}").items
+
+
+def gds(name, path="", claim="fixture-src"):
+    return {"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": name},
+            "spec": {"sources": [{"name": "src", "pvc": {"claimName": claim, "path": path}}]}}
+
+
+def test_created_while_operator_down_then_exactly_one_job(cluster, api, namespace, operator, job_runner):
+    operator.stop()
+    try:
+        custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("offline"))
+        time.sleep(1)
+        assert not jobs(api, namespace, "GoDataset", "offline")
+    finally:
+        operator.start()
+    wait_for(lambda: phase(api, namespace, "godatasets", "offline") == "Succeeded", timeout=60, what="Succeeded")
+    assert [j.metadata.name for j in jobs(api, namespace, "GoDataset", "offline")] == ["offline-gds-g1-a1"]
+
+
+def test_job_finishes_while_operator_down_status_converges(cluster, api, namespace, operator, job_runner):
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("std", "src", "go-src"))
+    wait_for(lambda: jobs(api, namespace, "GoDataset", "std"), what="Job created")
+    operator.stop()
+    try:
+        wait_for(lambda: (j := jobs(api, namespace, "GoDataset", "std")) and j[0].status.succeeded,
+                 timeout=120, what="Job finished while the operator is down")
+        # The worker reported its result itself; the phase is the operator's to set.
+        obj = get(api, namespace, "godatasets", "std")
+        assert obj["status"]["result"]["pairsKept"] > 0
+        assert obj["status"]["phase"] != "Succeeded"
+    finally:
+        operator.start()
+    wait_for(lambda: phase(api, namespace, "godatasets", "std") == "Succeeded", timeout=60, what="converged")
+    assert len(jobs(api, namespace, "GoDataset", "std")) == 1
+    events = kubernetes.client.CoreV1Api(api).list_namespaced_event(namespace).items
+    assert [e.reason for e in events if e.involved_object.name == "std"].count("Succeeded") == 1
+
+
+def test_deleted_extraction_job_is_a_clear_failure(cluster, api, namespace, operator, job_runner):
+    job_runner.paused = True  # the Job waits for a node
+    try:
+        custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("victim", "src", "go-src"))
+        (job,) = wait_for(lambda: jobs(api, namespace, "GoDataset", "victim"), what="Job created")
+        kubernetes.client.BatchV1Api(api).delete_namespaced_job(job.metadata.name, namespace,
+                                                                propagation_policy="Background")  # as kubectl does
+    finally:
+        job_runner.paused = False
+    obj = wait_for(lambda: (o := get(api, namespace, "godatasets", "victim"))["status"].get("phase") == "Failed" and o,
+                   what="Failed after Job deletion")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "JobDeleted" and "was deleted before it finished" in ready["message"]
+    time.sleep(2)
+    assert not jobs(api, namespace, "GoDataset", "victim")  # no hot loop re-creating it
+
+
+def test_apiserver_restart_under_the_operator(cluster, api, namespace, operator, job_runner):
+    cluster.restart_apiserver()
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("after-restart"))
+    wait_for(lambda: phase(api, namespace, "godatasets", "after-restart") == "Succeeded", timeout=90,
+             what="processed after the apiserver came back")
+    assert len(jobs(api, namespace, "GoDataset", "after-restart")) == 1

@@ -1,0 +1,491 @@
+"""One training attempt, end to end: pre-flight, data, plan, train, evaluate, gate, save, report.
+
+``run(config)`` returns the process exit code (``golora.api.loratraining`` EXIT_*); every
+failure is reported to the CR's status, to result fields and to the termination log with a
+reason the operator acts on (OutOfMemory: retry with half the micro-batch).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from golora.api.loratraining import (  # noqa: E402
+    EXIT_OK,
+    EXIT_QUALITY_GATE_FAILED,
+    GATE_DISABLED,
+    REASON_DIVERGED,
+    REASON_INTERRUPTED,
+    REASON_INVALID_ADAPTER,
+    REASON_INVALID_CONFIG,
+    REASON_QUALITY_GATE_FAILED,
+    QualityGateResult,
+    TrainerConfig,
+    TrainingResult,
+)
+
+from . import checkpoints  # noqa: E402
+from .adapter import RESULT_FILE, clean_stale_staging, install_adapter, stage_adapter  # noqa: E402
+from .callbacks import (  # noqa: E402
+    DivergenceGuard,
+    FaultInjection,
+    FinalCheckpoint,
+    ProgressCallback,
+    StopOnSignal,
+    TrainableDtypeGuard,
+)
+from .data import Formatter, data_digest, holdout, read_pairs, to_dataset, tokenize_pairs  # noqa: E402
+from .errors import TrainerError, classify  # noqa: E402
+from .evaluate import eval_loss, generate  # noqa: E402
+from .gate import decide, generation_metrics, go_parse_rate  # noqa: E402
+from .memory import LOSS_FUSED, LOSS_PLAIN, ModelShape, accumulation_for, plan_micro_batch  # noqa: E402
+from .modelio import (  # noqa: E402
+    check_prequantized,
+    detect_device,
+    load_config_dict,
+    load_model,
+    load_tokenizer,
+    resolve_source,
+)
+from .precision import force_trainable_fp32, resolve_precision, trainable_dtypes  # noqa: E402
+from .report import StatusReporter, now_rfc3339, write_termination_message  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+LOSS_LIGER = "liger"
+CPU_MICRO_BATCH = 4  # CPU runs are tiny-model runs: no memory model needed
+EVAL_MAX_SAMPLES = 512  # eval-loss samples (base and adapter see the same ones)
+MAX_GRAD_NORM = 0.3  # the QLoRA reference value
+CHECKPOINTS_KEPT = 2
+SEQ_ROUND = 64
+
+
+def loss_implementation() -> str:
+    """The memory-saving loss available: TRL's fused chunked LM head (TRL >= 1.x, its default),
+    else Liger's fused linear cross-entropy when liger-kernel is importable, else plain."""
+    try:
+        from trl.trainer.utils import add_fused_lm_head  # noqa: F401
+
+        return LOSS_FUSED
+    except ImportError:
+        pass
+    if importlib.util.find_spec("liger_kernel") is not None:
+        return LOSS_LIGER
+    return LOSS_PLAIN
+
+
+def sft_config(**kwargs):
+    """SFTConfig from kwargs, dropping those this transformers/TRL does not know (5.17 vs 5.24)."""
+    from trl import SFTConfig
+
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    if "train_sampling_strategy" in names and kwargs.pop("group_by_length", False):
+        kwargs["train_sampling_strategy"] = "group_by_length"
+    if "activation_checkpointing" in names:  # transformers >= 5.2x renamed gradient_checkpointing*
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing", False)
+        kwargs["activation_checkpointing_kwargs"] = kwargs.pop("gradient_checkpointing_kwargs", None)
+    unknown = sorted(k for k in kwargs if k not in names)
+    if unknown:
+        log.info("SFTConfig here has no %s: left out", ", ".join(unknown))
+    return SFTConfig(**{k: v for k, v in kwargs.items() if k in names})
+
+
+def _roundup(n: int, m: int) -> int:
+    return ((n + m - 1) // m) * m
+
+
+class TrainingRun:
+    """State of one attempt; ``fields`` become TrainingResult (status.result and result.json)."""
+
+    def __init__(self, cfg: TrainerConfig, reporter: StatusReporter):
+        self.cfg = cfg
+        self.spec = cfg.spec
+        self.reporter = reporter
+        self.store = Path(cfg.store_root)
+        self.output = self.store / cfg.output_path
+        self.ckpt_dir = self.output / "checkpoints"
+        self.fields: dict = {"attempt": cfg.attempt}
+        self.static: dict = {"attempt": cfg.attempt}
+        self.started = time.monotonic()
+        self.device = None
+        self._repetition: float | None = None
+
+    # -- reporting ---------------------------------------------------------------------
+    def stage(self, name: str, reset: bool = False) -> None:
+        log.info("stage %s", name)
+        progress = {**self.static, "stage": name}
+        if reset:  # clear what an earlier attempt left in status.progress
+            for key in ("step", "totalSteps", "epoch", "loss", "tokenAccuracy", "learningRate", "gradNorm",
+                        "numTokens", "tokensPerSecond", "etaSeconds", "percent"):
+                progress.setdefault(key, None)
+        self.reporter.progress(progress, force=True)
+
+    def result_dict(self) -> dict:
+        fields = dict(self.fields)
+        fields["finished_at"] = now_rfc3339()
+        return TrainingResult(**fields).model_dump(by_alias=True, mode="json")
+
+    def _peak_memory(self) -> None:
+        if self.device is not None and self.device.cuda:
+            import torch
+
+            self.fields["peak_memory_bytes"] = int(torch.cuda.max_memory_reserved())
+
+    def fail(self, err: TrainerError) -> int:
+        self._peak_memory()
+        self.fields["failure"] = {"reason": err.reason, "message": err.message}
+        self.fields["exit_code"] = err.exit_code
+        self.fields["train_runtime_seconds"] = round(time.monotonic() - self.started, 1)
+        result = self.result_dict()
+        self.reporter.result(result, progress={**self.static, "stage": "failed"})
+        write_termination_message(f"{err.reason}: {err.message}")
+        log.error("failed (%s, exit %d): %s", err.reason, err.exit_code, err.message)
+        return err.exit_code
+
+    # -- the attempt -------------------------------------------------------------------
+    def execute(self) -> int:
+        spec = self.spec
+        training = spec.training
+        self.stage("loading", reset=True)
+        from transformers import set_seed
+
+        set_seed(training.seed)
+        self.device = device = detect_device()
+        plan = resolve_precision(training.precision, cuda=device.cuda, capability=device.capability)
+        self.fields["precision"] = plan.name
+        self.static["precision"] = plan.name
+        log.info("device %s; precision %s (%s)", device.describe(), plan.name, plan.reason)
+
+        src = resolve_source(self.cfg)
+        self.fields["base_model"] = src.adapter_base_name
+        config_dict = load_config_dict(src)
+        check_prequantized(config_dict, src.ref, spec.quantization.type)
+        tokenizer = load_tokenizer(src)
+
+        # data --------------------------------------------------------------------------
+        self.stage("preparing")
+        fmt = Formatter(tokenizer, training.max_seq_length)
+        train_file = self.store / self.cfg.train_path
+        eval_file = self.store / self.cfg.eval_path if self.cfg.eval_path else None
+        pairs, rstats = read_pairs(train_file, training.max_samples)
+        dropped = rstats.malformed + rstats.empty
+        if eval_file is not None:
+            eval_pairs, _ = read_pairs(eval_file, EVAL_MAX_SAMPLES)
+        else:
+            pairs, eval_pairs = holdout(pairs, training.seed)
+            log.info("no eval split given: holding out %d of %d pairs", len(eval_pairs), len(pairs) + len(eval_pairs))
+        train_ex, tstats = tokenize_pairs(fmt, pairs)
+        eval_ex, estats = tokenize_pairs(fmt, eval_pairs)
+        dropped += tstats.dropped
+        if not train_ex:
+            raise TrainerError(REASON_INVALID_CONFIG, f"no training pair fits maxSeqLength {training.max_seq_length}")
+        if not eval_ex:
+            raise TrainerError(REASON_INVALID_CONFIG, f"no eval pair fits maxSeqLength {training.max_seq_length}")
+        if tstats.boundary_mismatch:
+            log.warning("%d samples: prompt tokens differ from the start of prompt+completion", tstats.boundary_mismatch)
+        log.info("train %d samples (%d tokens, %d truncated, %d dropped), eval %d samples; chat template: %s",
+                 tstats.samples, tstats.tokens, tstats.truncated, dropped, estats.samples, fmt.uses_chat_template)
+        self.fields.update(
+            train_samples=tstats.samples, samples_truncated=tstats.truncated, tokens_truncated=tstats.tokens_truncated,
+            samples_dropped=dropped, eval_samples=estats.samples,
+        )
+
+        # plan ----------------------------------------------------------------------------
+        shape = ModelShape.from_config(config_dict)
+        loss_impl = loss_implementation()
+        seq_len = min(training.max_seq_length, _roundup(tstats.max_len, SEQ_ROUND))
+        effective = training.effective_batch_size
+        requested = self.cfg.micro_batch_size or (
+            training.micro_batch_size if isinstance(training.micro_batch_size, int) else None
+        )
+        if device.cuda:
+            mplan = plan_micro_batch(
+                device.total_bytes, shape, seq_len, effective,
+                quantized=spec.quantization.type == "nf4", double_quant=spec.quantization.double_quant,
+                lora_r=spec.lora.r, targets=spec.lora.target_modules,
+                loss=LOSS_FUSED if loss_impl != LOSS_PLAIN else LOSS_PLAIN,
+                half_bytes=4 if plan.name == "fp32" else 2, requested=requested,
+            )
+            micro, accumulation, ckpt = mplan.micro_batch_size, mplan.gradient_accumulation_steps, mplan.gradient_checkpointing
+            self.fields["estimated_peak_memory_bytes"] = int(mplan.estimate.total)
+            log.info("memory plan: micro-batch %d x %d accumulation, gradient checkpointing %s, ~%.1f GiB (%s)%s",
+                     micro, accumulation, ckpt, mplan.estimate.total / 1024**3, mplan.reason,
+                     "; " + "; ".join(mplan.notes) if mplan.notes else "")
+        else:
+            micro, accumulation = accumulation_for(requested or CPU_MICRO_BATCH, effective)
+            ckpt = False
+        self.fields.update(micro_batch_size=micro, gradient_accumulation_steps=accumulation,
+                           gradient_checkpointing=ckpt, loss_implementation=loss_impl)
+        self.static["microBatchSize"] = micro
+
+        # checkpoints -----------------------------------------------------------------------
+        fp = checkpoints.fingerprint(self.cfg, data_digest(train_file, eval_file))
+        resume = checkpoints.prepare(self.ckpt_dir, fp)
+        clean_stale_staging(self.output)
+        if resume is not None:
+            self.fields["resumed_from_step"] = checkpoints.checkpoint_step(resume)
+            log.info("resuming from %s", resume)
+
+        # model + trainer -----------------------------------------------------------------
+        self.stage("loading-model")
+        model, quantized = load_model(src, plan, device, quantization=spec.quantization.type,
+                                      double_quant=spec.quantization.double_quant)
+        self.fields["quantization"] = "nf4" if quantized else "none"
+        progress = ProgressCallback(self.reporter, self.static)
+        guard = DivergenceGuard(None, warmup_ratio=training.warmup_ratio, min_warmup=training.logging_steps)
+        stop = StopOnSignal()
+        dtype_guard = TrainableDtypeGuard(plan.trainable_fp32)
+        callbacks = [progress, guard, stop, FinalCheckpoint(), FaultInjection(micro), dtype_guard]
+        trainer = self.build_trainer(model, tokenizer, to_dataset(train_ex), plan=plan, micro=micro,
+                                     accumulation=accumulation, ckpt=ckpt, cuda=device.cuda, loss_impl=loss_impl,
+                                     callbacks=callbacks)
+        eval_batch = micro if device.cuda else 8
+        pad_id = tokenizer.pad_token_id
+
+        # baseline ------------------------------------------------------------------------
+        self.stage("baseline")
+        baseline = checkpoints.load_baseline(self.ckpt_dir)
+        if not baseline or baseline.get("fingerprint") != fp:
+            with trainer.model.disable_adapter():
+                base = eval_loss(trainer.model, eval_ex, batch_size=eval_batch, pad_id=pad_id, precision=plan.name)
+            baseline = {"fingerprint": fp, "loss": base.loss, "tokenAccuracy": base.token_accuracy,
+                        "tokens": base.tokens}
+            checkpoints.save_baseline(self.ckpt_dir, baseline)
+        log.info("base eval loss %.4f, token accuracy %.3f on %d tokens", baseline["loss"],
+                 baseline["tokenAccuracy"], baseline["tokens"])
+        self.fields.update(base_eval_loss=baseline["loss"], base_eval_token_accuracy=baseline["tokenAccuracy"],
+                           eval_tokens=baseline["tokens"])
+        guard.base = baseline["loss"] if math.isfinite(baseline["loss"]) else None
+
+        # train ---------------------------------------------------------------------------
+        self.stage("training")
+        stop.install()
+        t_train = time.monotonic()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            stop.uninstall()
+        train_seconds = time.monotonic() - t_train
+        state = trainer.state
+        # log_history survives a resume (it is restored from the checkpoint): the first loss is the run's
+        history = [e for e in state.log_history if "loss" in e]
+        self.fields.update(global_step=state.global_step, total_steps=state.max_steps,
+                           first_loss=history[0]["loss"] if history else progress.first_loss,
+                           train_loss=history[-1]["loss"] if history else None,
+                           token_accuracy=next((e["mean_token_accuracy"] for e in reversed(history)
+                                                if "mean_token_accuracy" in e), None))
+        tps = progress.tokens_per_second()
+        self.fields["tokens_per_second"] = round(tps, 1) if tps else None
+        self._peak_memory()
+        log.info("trained %d steps in %.1fs (%s tok/s)", state.global_step, train_seconds, self.fields["tokens_per_second"])
+        if guard.reason:
+            raise TrainerError(REASON_DIVERGED, guard.reason + ": lower learningRate, or check the data (the "
+                               "first logged loss should be close to the base eval loss)")
+        if stop.signalled is not None:
+            raise TrainerError(REASON_INTERRUPTED, f"stopped by signal {stop.signalled} at step {stop.stopped_at}; "
+                               f"checkpoint saved, a rerun resumes from it")
+
+        # evaluate + gate ---------------------------------------------------------------------
+        self.stage("evaluating")
+        ev = eval_loss(trainer.model, eval_ex, batch_size=eval_batch, pad_id=pad_id, precision=plan.name)
+        log.info("adapter eval loss %.4f (base %.4f), token accuracy %.3f", ev.loss, baseline["loss"], ev.token_accuracy)
+        self.fields.update(eval_loss=ev.loss, eval_token_accuracy=ev.token_accuracy)
+        gate_spec = spec.quality_gate
+        if gate_spec.enabled:
+            self.stage("gate")
+            gate_result, passed = self.quality_gate(trainer.model, tokenizer, fmt, eval_pairs, ev.loss,
+                                                    baseline["loss"], plan.name, device.cuda)
+        else:
+            gate_result = QualityGateResult(passed=None, reason=GATE_DISABLED, message="quality gate disabled",
+                                            eval_loss=ev.loss, base_eval_loss=baseline["loss"])
+            passed = True
+        self.fields["quality_gate"] = gate_result.model_dump(by_alias=True, mode="json")
+        self.fields["go_parse_rate"] = gate_result.go_parse_rate
+        self.fields["repetition"] = self._repetition
+
+        # save ----------------------------------------------------------------------------
+        self.stage("saving")
+        self._peak_memory()
+        dest = self.output if passed else self.output / "rejected"
+        staging, check = stage_adapter(trainer.model, dest, src.adapter_base_name)
+        if not check.ok:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TrainerError(REASON_INVALID_ADAPTER, f"the trained adapter would not load in vLLM: {check.message}")
+        size = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
+        self.fields["rank"] = check.rank  # AdapterServing sizes --max-lora-rank from it
+        rel = dest.relative_to(self.store) if dest.is_relative_to(self.store) and str(self.store) != "/" else dest
+        self.fields.update(adapter_path=str(rel), adapter_size_bytes=size,
+                           train_runtime_seconds=round(time.monotonic() - self.started, 1))
+        if passed:
+            code = EXIT_OK
+            self.fields["exit_code"] = code
+            self.fields["failure"] = None
+        else:
+            code = EXIT_QUALITY_GATE_FAILED
+            self.fields["exit_code"] = code
+            self.fields["failure"] = {
+                "reason": REASON_QUALITY_GATE_FAILED,
+                "message": f"{gate_result.reason}: {gate_result.message} (adapter kept in {dest}, not served)",
+            }
+        result = self.result_dict()
+        install_adapter(staging, dest, result)
+        final = {**self.static, "stage": "done" if passed else "gate-failed", "step": state.global_step,
+                 "totalSteps": state.max_steps, "percent": 100 if state.max_steps else None}
+        self.reporter.result(result, progress=final)
+        if passed:
+            write_termination_message(
+                f"Succeeded: eval loss {ev.loss:.4f} (base {baseline['loss']:.4f}), gate {gate_result.reason}")
+        else:
+            write_termination_message(f"{REASON_QUALITY_GATE_FAILED}: {gate_result.reason}: {gate_result.message}")
+        log.info("adapter %s (%d bytes); gate %s: %s", dest, size, gate_result.reason, gate_result.message)
+        return code
+
+    def build_trainer(self, model, tokenizer, train_ds, *, plan, micro, accumulation, ckpt, cuda, loss_impl,
+                      callbacks):
+        from peft import LoraConfig
+        from trl import SFTTrainer
+
+        spec = self.spec
+        t = spec.training
+        lora = LoraConfig(
+            r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+            target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM",
+        )
+        args = sft_config(
+            output_dir=str(self.ckpt_dir),
+            per_device_train_batch_size=micro,
+            per_device_eval_batch_size=micro,
+            gradient_accumulation_steps=accumulation,
+            num_train_epochs=t.epochs,
+            max_steps=t.max_steps or -1,
+            learning_rate=t.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=t.warmup_ratio,
+            weight_decay=0.0,
+            max_grad_norm=MAX_GRAD_NORM,
+            optim="adamw_torch_fused" if cuda else "adamw_torch",
+            fp16=plan.fp16,
+            bf16=plan.bf16,
+            use_cpu=not cuda,
+            gradient_checkpointing=ckpt,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if ckpt else None,
+            group_by_length=True,
+            max_length=t.max_seq_length,
+            packing=False,
+            padding_free=False,
+            completion_only_loss=True,
+            pad_to_multiple_of=8 if cuda else None,
+            use_liger_kernel=loss_impl == LOSS_LIGER,
+            logging_steps=t.logging_steps,
+            logging_first_step=True,
+            logging_nan_inf_filter=False,  # the divergence guard must see a NaN/inf loss, not an average hiding it
+            save_strategy="steps",
+            save_steps=t.checkpoint_steps,
+            save_total_limit=CHECKPOINTS_KEPT,
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=t.seed,
+            data_seed=t.seed,
+            dataloader_num_workers=0,
+        )
+        try:
+            trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                                 peft_config=lora, callbacks=callbacks)
+        except ValueError as exc:
+            if "target" in str(exc).lower() and "module" in str(exc).lower():
+                raise TrainerError(REASON_INVALID_CONFIG, f"lora.targetModules: {exc}") from exc
+            raise
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # ProgressCallback logs the same, once
+        if plan.trainable_fp32:
+            # SFTTrainer has just cast the LoRA parameters of a 4-bit model to bf16; fp16's GradScaler
+            # cannot unscale bf16 gradients (the blog's crash on the T4), fp32 cannot mix them.
+            before = trainable_dtypes(trainer.model)
+            cast = force_trainable_fp32(trainer.model)
+            log.info("trainable parameters forced to fp32 after SFTTrainer was built: %s -> %s (%d tensors)",
+                     before, trainable_dtypes(trainer.model), cast)
+        return trainer
+
+    def quality_gate(self, model, tokenizer, fmt, eval_pairs, adapter_loss, base_loss, precision, cuda):
+        spec = self.spec.quality_gate
+        budget = self.spec.training.max_seq_length
+        prompts = []
+        for pair in eval_pairs:
+            ids = fmt.prompt_ids(pair.instruction)
+            if len(ids) <= budget:
+                prompts.append(ids)
+            if len(prompts) >= spec.prompts:
+                break
+        eos_ids = sorted({fmt.eos_token_id, *_as_list(getattr(model, "generation_config", None))})
+        gens = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
+                        batch_size=16 if cuda else 8, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id,
+                        precision=precision)
+        metrics = generation_metrics(gens)
+        metrics.eval_loss, metrics.base_eval_loss = adapter_loss, base_loss
+        rate, checked, note = go_parse_rate([g.text for g in gens], self.cfg.extractor_binary)
+        metrics.go_parse_rate, metrics.go_parse_checked = rate, checked or None
+        if note:
+            metrics.notes.append(note)
+        passed, reason, message = decide(metrics, spec)
+        total_tokens = sum(len(g.token_ids) for g in gens)
+        self._repetition = round(metrics.longest_repeat_run / total_tokens, 4) if total_tokens else None
+        result = QualityGateResult(
+            passed=passed, reason=reason, message=message,
+            whitespace_ratio=metrics.whitespace_ratio, longest_repeat_run=metrics.longest_repeat_run,
+            distinct2=metrics.distinct2, eos_rate=metrics.eos_rate, go_parse_rate=metrics.go_parse_rate,
+            eval_loss=adapter_loss, base_eval_loss=base_loss, eval_loss_ratio=metrics.eval_loss_ratio,
+            prompts=metrics.prompts, whitespace_only_rate=metrics.whitespace_only_rate,
+            empty_rate=metrics.empty_rate, distinct1=metrics.distinct1, go_parse_checked=metrics.go_parse_checked,
+            notes=metrics.notes, samples=metrics.samples,
+        )
+        log.info("quality gate %s: %s", reason, message)
+        return result, passed
+
+
+def _as_list(generation_config) -> list[int]:
+    if generation_config is None or generation_config.eos_token_id is None:
+        return []
+    eos = generation_config.eos_token_id
+    return list(eos) if isinstance(eos, list | tuple) else [eos]
+
+
+def _quiet_libraries() -> None:
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def run(cfg: TrainerConfig, reporter: StatusReporter | None = None) -> int:
+    """One attempt; returns the exit code. Never raises (except KeyboardInterrupt)."""
+    _quiet_libraries()
+    reporter = reporter or StatusReporter(cfg.status_target)
+    attempt = TrainingRun(cfg, reporter)
+    try:
+        return attempt.execute()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure must be reported with a reason
+        err = classify(exc)
+        if not isinstance(exc, TrainerError):
+            log.exception("training failed")
+        return attempt.fail(err)
+    finally:
+        reporter.flush()
+
+
+__all__ = ["RESULT_FILE", "run", "TrainingRun", "loss_implementation"]
