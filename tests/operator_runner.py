@@ -14,7 +14,7 @@ from kopf.testing import KopfRunner
 
 from tests.conftest import wait_for
 
-FAST_ENV = {"GOLORA_WATCH_SERVER_TIMEOUT": "10", "GOLORA_BACKOFF": "1"}
+FAST_ENV = {"GOLORA_WATCH_SERVER_TIMEOUT": "10", "GOLORA_BACKOFF": "1", "GOLORA_METRICS_PORT": "0"}
 
 
 class _Capture(logging.Handler):

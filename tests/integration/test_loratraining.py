@@ -142,3 +142,26 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
     assert pod.node_selector == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert pod.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     assert pod.containers[0].command == ["python", "-m", "golora_trainer", "run"]
+
+
+def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace, operator, job_runner, tiny_base):
+    """The node dies mid-training (the process is SIGKILLed): the next attempt resumes."""
+    model = put_model(job_runner, namespace, tiny_base)
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=300))
+    job_runner.extra_env["GOLORA_PROGRESS_INTERVAL"] = "0.5"
+    try:
+        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
+            "killed", model, maxSteps=40, checkpointSteps=10, loggingSteps=2))
+        wait_for(lambda: ((get(api, namespace, "loratrainings", "killed").get("status") or {})
+                          .get("progress") or {}).get("step", 0) >= 12, timeout=300, interval=0.2,
+                 what="training past step 10")
+        job_runner.kill(namespace, "killed-lt-g1-a1")
+        done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "killed")).get("status", {}).get("phase")
+                        in ("Succeeded", "Failed") and o, timeout=400, interval=0.5, what="killed training finished")
+    finally:
+        job_runner.extra_env.pop("GOLORA_PROGRESS_INTERVAL", None)
+    status = done["status"]
+    assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Interrupted"), (2, "Succeeded")], \
+        {k: status.get("result", {}).get("qualityGate", {}).get(k) for k in ("reason", "message")}
+    assert status["phase"] == "Succeeded"
+    assert status["result"]["resumedFromStep"] >= 10 and status["result"]["globalStep"] == 40

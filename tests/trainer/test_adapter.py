@@ -6,6 +6,7 @@ import json
 import stat
 
 import pytest
+
 from golora.vllm import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter_dir
 from golora_trainer.adapter import install_adapter, normalize_config, stage_adapter
 

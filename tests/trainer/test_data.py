@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from golora.api.loratraining import REASON_INVALID_CONFIG
 from golora_trainer.data import (
     IGNORE_INDEX,

@@ -6,10 +6,11 @@ import math
 from types import SimpleNamespace
 
 import torch
+from trl import SFTTrainer
+
 from golora.api.loratraining import EXIT_DIVERGED, REASON_DIVERGED, TrainerConfig
 from golora_trainer.callbacks import DivergenceGuard
 from golora_trainer.train import run
-from trl import SFTTrainer
 
 from .conftest import DATASET, link_model
 from .helpers import trainer_config

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from golora.api.loratraining import TrainerConfig
 from golora_trainer.callbacks import TrainableDtypeGuard
 from golora_trainer.data import Formatter, Pair, to_dataset, tokenize_pairs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from golora.api.loratraining import (
     GATE_DEGENERATE_OUTPUT,
     GATE_LOW_PARSE_RATE,

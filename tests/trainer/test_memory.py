@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from golora_trainer.memory import (
     GB,
     GIB,

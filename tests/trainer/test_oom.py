@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import torch
+from trl import SFTTrainer
+
 from golora.api.loratraining import EXIT_OK, EXIT_OUT_OF_MEMORY, REASON_OUT_OF_MEMORY, TrainerConfig
 from golora_trainer.train import run
-from trl import SFTTrainer
 
 from .conftest import DATASET, link_model
 from .helpers import trainer_config

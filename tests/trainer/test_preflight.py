@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from golora.api.loratraining import (
     EXIT_PREQUANTIZED_BASE,
     REASON_INVALID_CONFIG,

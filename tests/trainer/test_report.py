@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from golora.api.loratraining import StatusTarget
 from golora_trainer.report import StatusReporter, status_url, write_termination_message
 

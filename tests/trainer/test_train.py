@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+
 from golora.api.loratraining import (
     EXIT_OK,
     EXIT_QUALITY_GATE_FAILED,

@@ -13,7 +13,7 @@ import kopf
 import kubernetes
 
 from .. import conditions as c
-from .. import kube, naming
+from .. import kube, metrics, naming
 from ..api import GROUP, VERSION
 from ..api import godataset as gds_api
 from ..api.loratraining import (
@@ -232,6 +232,7 @@ def _fail_or_retry(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
     retry = tb.next_attempt(spec, attempt, reason, used)
     attempts = _mark(attempts, attempt, reason)
     if retry:
+        metrics.record_retry(KIND.kind, reason)
         _start_attempt(ns, name, cr, spec, files, gen, retry.attempt, retry.micro_batch_size, attempts, ready,
                        note=f"attempt {attempt} failed ({reason}); retrying"
                             + (f" with micro-batch {retry.micro_batch_size}" if retry.micro_batch_size else ""))
