@@ -35,6 +35,8 @@ ADAPTER_VALIDATED = "AdapterValidated"
 PATCHED = "Patched"
 ROLLED_OUT = "RolledOut"
 SERVING = "Serving"
+# True = a warning: a GPU Deployment that rolls out with surge never finishes on a one-GPU node.
+GPU_SURGE_RISK = "GPUSurgeRisk"
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 

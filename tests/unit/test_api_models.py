@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
+
 from golora.api import KINDS, crdgen
 from golora.api.adapterserving import AdapterServingSpec
 from golora.api.godataset import GoDatasetSpec
 from golora.api.loratraining import LoraTrainingSpec
-from pydantic import ValidationError
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 

@@ -1,6 +1,7 @@
 """accept() without a cluster: a kopf Patch and a plain body are enough."""
 
 import kopf
+
 from golora.api.loratraining import LoraTrainingSpec
 from golora.handlers.common import accept
 

@@ -126,6 +126,8 @@ class TargetStatus(StatusModel):
     """Per-Deployment patch and rollout state."""
 
     name: str
+    container: str | None = Field(None, description="Engine container patched (found by name).")
+    served_model: str | None = Field(None, description="The Deployment's base model (--served-model-name or model).")
     patched_generation: int | None = Field(None, description="Deployment generation after golora's patch.")
     observed_generation: int | None = None
     replicas: int | None = None
@@ -133,15 +135,20 @@ class TargetStatus(StatusModel):
     available_replicas: int | None = None
     rolled_out: bool | None = None
     served: bool | None = Field(None, description="Adapter listed by GET /v1/models on the ready pods.")
+    max_lora_rank: int | None = Field(None, description="--max-lora-rank in effect after the patch.")
+    adapters: list[str] = Field(default_factory=list, description="Every adapter name golora serves on this Deployment.")
     message: str | None = None
 
 
 class AdapterInfo(StatusModel):
     """The adapter being served."""
 
-    path: str | None = None
-    rank: int | None = None
-    base_model: str | None = None
+    path: str | None = Field(None, description="Adapter directory, relative to the store.")
+    rank: int | None = Field(None, description="LoRA rank r.")
+    base_model: str | None = Field(None, description="Base model the adapter was trained on.")
+    source: str | None = Field(None, description="Where the facts come from (LoraTraining status, or the files).")
+    verified: str | None = Field(None, description="What golora verified about the files, and what it did not.")
+    lora_module: str | None = Field(None, description="Path vLLM loads the adapter from (inside the store mount).")
 
 
 class AdapterServingStatus(CommonStatus):
