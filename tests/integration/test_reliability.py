@@ -91,3 +91,28 @@ def test_apiserver_restart_under_the_operator(cluster, api, namespace, operator,
     wait_for(lambda: phase(api, namespace, "godatasets", "after-restart") == "Succeeded", timeout=90,
              what="processed after the apiserver came back")
     assert len(jobs(api, namespace, "GoDataset", "after-restart")) == 1
+
+
+def _writes(cluster) -> int:
+    """Write requests the apiserver served for golora's objects and Jobs so far (its /metrics)."""
+    import re
+
+    total = 0
+    for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        if re.search(r'verb="(POST|PUT|PATCH|DELETE|APPLY)"', line) and \
+                re.search(r'resource="(godatasets|loratrainings|adapterservings|jobs)"', line):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_failed_job_is_final_and_quiet(cluster, api, namespace, operator, job_runner):
+    """A failed extraction is a clear condition, not a hot loop: no writes once it settled."""
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("broken", "no/such/dir"))
+    wait_for(lambda: phase(api, namespace, "godatasets", "broken") == "Failed", timeout=60, what="Failed")
+    time.sleep(2)
+    before = _writes(cluster)
+    time.sleep(5)
+    assert _writes(cluster) == before
+    assert len(jobs(api, namespace, "GoDataset", "broken")) == 1

@@ -87,8 +87,8 @@ class ProgressCallback(TrainerCallback):
             "step": step,
             "totalSteps": total or None,
             "epoch": round(float(state.epoch or 0.0), 4),
-            "loss": self.last.get("loss"),
-            "tokenAccuracy": self.last.get("tokenAccuracy"),
+            "loss": _round(self.last.get("loss")),
+            "tokenAccuracy": _round(self.last.get("tokenAccuracy")),
             "learningRate": self.last.get("learningRate"),
             "gradNorm": self.last.get("gradNorm"),
             "numTokens": self.last.get("numTokens"),
@@ -99,6 +99,11 @@ class ProgressCallback(TrainerCallback):
 
     def report(self, state, force: bool = False) -> None:
         self.reporter.progress({k: v for k, v in self.progress(state).items() if v is not None}, force=force)
+
+
+def _round(v: float | None, digits: int = 4) -> float | None:
+    """Status is read by people (kubectl get): four decimals say everything a loss needs to."""
+    return None if v is None else round(v, digits)
 
 
 def _fmt(v) -> str:

@@ -24,6 +24,8 @@ from .jobrunner import LocalJobRunner
 
 NAMESPACE = "golora-demo"
 TERMINAL = {"Succeeded", "Failed", "Invalid"}
+# AdapterServing: patched and waiting for pods is as far as a control plane without a kubelet goes.
+SERVING_DONE = {"RollingOut", "RolledOut", "Serving", "Failed", "Invalid"}
 
 
 def _go_root() -> Path:
@@ -48,7 +50,7 @@ def watch(plane: ControlPlane, done: set[str], timeout: float) -> dict[str, str]
         if phases != last:
             print(plane.kubectl("get", "golora", "-n", NAMESPACE).stdout, flush=True)
             last = phases
-        if all(phases.get(k) in TERMINAL for k in done):
+        if all(phases.get(k) in (SERVING_DONE if k.startswith("AdapterServing/") else TERMINAL) for k in done):
             break
         time.sleep(1)
     return last
@@ -79,12 +81,18 @@ def main() -> int:
         try:
             runner.start()
             print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
-            phases = watch(plane, {"GoDataset/stdlib", "LoraTraining/go-adapter"}, timeout=900)
+            phases = watch(plane, {"GoDataset/stdlib", "LoraTraining/go-adapter", "AdapterServing/go-adapter"},
+                           timeout=900)
             for item in _objects(plane):
                 conds = {c["type"]: f"{c['status']} ({c['reason']})" for c in item["status"].get("conditions", [])}
                 print(f"{item['kind']}/{item['metadata']['name']}: {item['status'].get('message')} {conds}")
+            deployment = yaml.safe_load(plane.kubectl("get", "deployment", "vllm", "-n", NAMESPACE, "-o", "yaml").stdout)
+            engine = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
+            print("\nDeployment vllm, container vllm, args after golora's patch:")
+            for arg in engine.get("args", []):
+                print(f"  {arg}")
             print(f"\nstore kept at {store}:")
-            for path in sorted(store.rglob("*.json*")):
+            for path in sorted(p for p in store.rglob("*") if p.is_file() and "checkpoint" not in str(p)):
                 print(f"  {path.relative_to(store)}  {path.stat().st_size} bytes")
         finally:
             runner.stop()
@@ -95,7 +103,8 @@ def main() -> int:
                 operator.kill()
             log.close()
     print(f"demo finished in {time.monotonic() - t0:.1f}s; control plane stopped")
-    ok = all(phases.get(k) == "Succeeded" for k in ("GoDataset/stdlib", "LoraTraining/go-adapter"))
+    ok = all(phases.get(k) == "Succeeded" for k in ("GoDataset/stdlib", "LoraTraining/go-adapter")) and \
+        phases.get("AdapterServing/go-adapter") in {"RollingOut", "RolledOut", "Serving"}
     return 0 if ok else 1
 
 
