@@ -165,3 +165,26 @@ def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace,
         {k: status.get("result", {}).get("qualityGate", {}).get(k) for k in ("reason", "message")}
     assert status["phase"] == "Succeeded"
     assert status["result"]["resumedFromStep"] >= 10 and status["result"]["globalStep"] == 40
+
+
+def test_operator_down_while_training_converges_without_a_second_job(
+        cluster, api, namespace, operator, job_runner, tiny_base):
+    model = put_model(job_runner, namespace, tiny_base)
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("offline", model, maxSteps=10))
+    batch = kubernetes.client.BatchV1Api(api)
+    selector = "golora.dev/kind=LoraTraining,golora.dev/name=offline"
+    wait_for(lambda: batch.list_namespaced_job(namespace, label_selector=selector).items, timeout=120,
+             what="training Job created")
+    operator.stop()
+    try:
+        wait_for(lambda: (j := batch.list_namespaced_job(namespace, label_selector=selector).items)
+                 and j[0].status.succeeded, timeout=300, what="training finished while the operator is down")
+        assert get(api, namespace, "loratrainings", "offline")["status"]["phase"] != "Succeeded"
+    finally:
+        operator.start()
+    done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "offline"))["status"].get("phase")
+                    in ("Succeeded", "Failed") and o, timeout=60, what="converged")
+    assert done["status"]["phase"] == "Succeeded"
+    assert [j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector=selector).items] == \
+        ["offline-lt-g1-a1"]
