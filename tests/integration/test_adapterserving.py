@@ -400,27 +400,34 @@ def test_target_not_found_then_appears_and_training_change_repatches(api, namesp
     wait_for(lambda: "--enable-lora" in container(dep_dict(api, ns, "vllm"))["args"], what="re-patched after revert")
 
 
-def test_explicit_adapter_path_needs_readable_files(api, namespace, operator, monkeypatch, tmp_path):
+def test_explicit_adapter_path_is_checked_by_a_validation_job(api, namespace, operator, job_runner):
+    """The operator cannot read a namespace's PVC: a validation Job (run here by the local Job
+    runner) checks the files with the trainer's validator and reports status.adapterCheck."""
     ns = namespace
     create_deployment(api, ns, vllm_deployment("vllm", command=["vllm", "serve"], args=[QWEN_AWQ]))
-    create_serving(api, ns, "unverified", "go-unverified", adapterPath="adapters/manual", deployments=["vllm"])
-    obj = wait_phase(api, ns, "unverified", "Failed")
-    c = cond(obj, "AdapterValidated")
-    assert c["reason"] == "AdapterUnverifiable" and "cannot read" in c["message"]
+    store = job_runner.claim_dir(ns, "golora-store")
+    for name, extra in (("manual", {}), ("dora", {"use_dora": True})):
+        adapter = store / "adapters" / name
+        adapter.mkdir(parents=True)
+        (adapter / "adapter_config.json").write_text(json.dumps({
+            "r": 64, "lora_alpha": 128, "target_modules": ["q_proj", "v_proj"], "bias": "none", "peft_type": "LORA",
+            "base_model_name_or_path": QWEN, **extra}))
+        (adapter / "adapter_model.safetensors").write_bytes(b"\0")
 
-    adapter = tmp_path / ns / "golora-store" / "adapters" / "manual"
-    adapter.mkdir(parents=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({
-        "r": 64, "lora_alpha": 128, "target_modules": ["q_proj", "v_proj"], "bias": "none", "peft_type": "LORA",
-        "base_model_name_or_path": QWEN}))
-    (adapter / "adapter_model.safetensors").write_bytes(b"\0")
-    monkeypatch.setenv("GOLORA_CLAIMS_ROOT", str(tmp_path))
     create_serving(api, ns, "manual", "go-manual", adapterPath="adapters/manual", deployments=["vllm"])
     obj = wait_phase(api, ns, "manual", "RollingOut")
     assert cond(obj, "AdapterValidated")["reason"] == "FilesValidated"
-    assert obj["status"]["adapter"]["rank"] == 64
+    assert obj["status"]["adapterCheck"]["ok"] is True and obj["status"]["adapter"]["rank"] == 64
     args = container(dep_dict(api, ns, "vllm"))["args"]
     assert args[args.index("--max-lora-rank") + 1] == "64"
+    generation = dep_dict(api, ns, "vllm")["metadata"]["generation"]
+
+    create_serving(api, ns, "dora", "go-dora", adapterPath="adapters/dora", deployments=["vllm"])
+    obj = wait_phase(api, ns, "dora", "Failed")
+    c = cond(obj, "AdapterValidated")
+    assert c["reason"] == "InvalidAdapter" and "DoRA" in c["message"]
+    assert "go-dora" not in json.dumps(container(dep_dict(api, ns, "vllm"))["args"])
+    assert dep_dict(api, ns, "vllm")["metadata"]["generation"] == generation  # refused: no write
 
 
 def test_payload_is_narrow_server_side_apply(api, namespace, operator):

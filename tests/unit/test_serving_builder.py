@@ -648,7 +648,7 @@ def test_explicit_adapter_path(monkeypatch, tmp_path):
     spec = _spec(trainingRef=None, adapterPath="adapters/manual")
     monkeypatch.delenv(h.CLAIMS_ROOT_ENV, raising=False)
     got = h.resolve_adapter("ns", spec)
-    assert got.reason == "AdapterUnverifiable" and "cannot read" in got.message
+    assert got.reason == "AdapterUnverifiable" and "validation Job" in got.message
     monkeypatch.setenv(h.CLAIMS_ROOT_ENV, str(tmp_path))
     assert h.resolve_adapter("ns", spec).reason == "InvalidAdapter"  # not there
     d = tmp_path / "ns" / "golora-store" / "adapters" / "manual"

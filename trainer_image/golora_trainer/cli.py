@@ -5,6 +5,7 @@ train  the same from flags, e.g. the blog's command line:
          python -m golora_trainer train --model Qwen/Qwen2.5-7B-Instruct --data training_data.jsonl \\
            --output output/v1 --epochs 1 --max-samples 5000
 tiny   build the tiny Qwen2-architecture model + Go tokenizer (CPU runs, tests, the demo)
+validate-adapter  the AdapterServing validation Job: is the adapter on the store one vLLM loads?
 plan   print the micro-batch / memory plan for a model config and a GPU size (no GPU needed)
 """
 
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--vocab-size", type=int, default=3000)
     k.add_argument("--seed", type=int, default=0)
     k.set_defaults(func=cmd_tiny)
+
+    v = sub.add_parser("validate-adapter", help="the AdapterServing validation Job (config in $GOLORA_CONFIG)")
+    v.set_defaults(func=lambda _args: __import__("golora_trainer.validate_adapter", fromlist=["run"]).run())
 
     m = sub.add_parser("plan", help="micro-batch / memory plan (Qwen2.5-7B unless --config)")
     m.add_argument("--config", help="a model's config.json")

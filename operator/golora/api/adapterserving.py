@@ -151,10 +151,25 @@ class AdapterInfo(StatusModel):
     lora_module: str | None = Field(None, description="Path vLLM loads the adapter from (inside the store mount).")
 
 
+class AdapterCheckResult(StatusModel):
+    """Written by the adapter validation Job (explicit adapterPath): what it found on the store."""
+
+    path: str | None = Field(None, description="adapterPath that was checked, relative to the store.")
+    claim: str | None = Field(None, description="Store claim it was read from.")
+    generation: int | None = Field(None, description="metadata.generation the check was made for.")
+    ok: bool | None = Field(None, description="The files are an adapter vLLM will load.")
+    rank: int | None = None
+    base_model: str | None = Field(None, description="base_model_name_or_path in adapter_config.json.")
+    problems: list[str] = Field(default_factory=list, description="Why vLLM would refuse it.")
+    checked_at: str | None = None
+
+
 class AdapterServingStatus(CommonStatus):
     """Observed state of an AdapterServing."""
 
     adapter: AdapterInfo | None = None
+    adapter_check: AdapterCheckResult | None = Field(
+        None, description="Result of the validation Job for an explicit adapterPath (worker-written).")
     targets: list[TargetStatus] = Field(default_factory=list, description="Per-Deployment state.")
     target_names: str | None = Field(None, description="Comma-separated Deployment names (for kubectl get).")
 

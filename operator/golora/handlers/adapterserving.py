@@ -14,8 +14,9 @@ under a per-object lock, whatever triggered it:
 Settings (environment of the operator):
 
 - ``GOLORA_CLAIMS_ROOT``: a directory where the operator can read PVC contents as
-  ``<root>/<namespace>/<claimName>/`` (the local Job runner's layout). Only then can an
-  explicit ``adapterPath`` be verified; in a cluster leave it unset.
+  ``<root>/<namespace>/<claimName>/`` (the local Job runner's layout): an explicit
+  ``adapterPath`` is then checked in-process. Unset (in a cluster), a small validation Job
+  checks the files on the store and reports ``status.adapterCheck``.
 - ``GOLORA_MODELS_URL``: base URL template of the ``/v1/models`` probe, default
   ``http://{pod_ip}:{port}`` over the ready pods. A template without ``{pod_ip}`` is asked
   once per Deployment (``{namespace}``, ``{deployment}``, ``{port}`` are filled in): tests
@@ -45,8 +46,10 @@ from ..api import GROUP, VERSION
 from ..api.adapterserving import KIND, AdapterServingSpec
 from ..api.loratraining import KIND as TRAINING_KIND
 from ..api.loratraining import REASON_QUALITY_GATE_FAILED
+from ..builders import adapter_check as ac
 from ..builders import serving as sv
 from ..builders import status as st
+from ..settings import current as current_settings
 from .common import accept
 
 log = logging.getLogger("golora.adapterserving")
@@ -114,11 +117,11 @@ def _relative_path_problem(path: str) -> str | None:
     return None
 
 
-def resolve_adapter(ns: str, spec: AdapterServingSpec) -> Facts | Hold:
+def resolve_adapter(ns: str, spec: AdapterServingSpec, name: str | None = None) -> Facts | Hold:
     """What is known about the adapter, and whether it may be served."""
     if spec.training_ref is not None:
         return _from_training(ns, spec, spec.training_ref.name)
-    return _from_files(ns, spec, spec.adapter_path or "")
+    return _from_files(ns, spec, spec.adapter_path or "", name)
 
 
 def _from_training(ns: str, spec: AdapterServingSpec, name: str) -> Facts | Hold:
@@ -171,24 +174,60 @@ def _from_training(ns: str, spec: AdapterServingSpec, name: str) -> Facts | Hold
                  "TrainingSucceeded")
 
 
-def _from_files(ns: str, spec: AdapterServingSpec, path: str) -> Facts | Hold:
+def _from_files(ns: str, spec: AdapterServingSpec, path: str, name: str | None) -> Facts | Hold:
     claim = spec.storage.claim_name
     problem = _relative_path_problem(path)
     if problem:
         return Hold(c.FALSE, "InvalidAdapter", problem, c.FAILED)
     root = os.environ.get(CLAIMS_ROOT_ENV)
     if not root:
-        return Hold(c.FALSE, "AdapterUnverifiable",
-                    f"adapterPath {path} on claim {claim} cannot be verified: the operator cannot read a "
-                    f"namespace's PVC (a validation Job is not implemented yet), and an adapter vLLM cannot load "
-                    f"stops the server. Serve it through trainingRef (the trainer validates what it writes), or "
-                    f"run the operator with the store readable under {CLAIMS_ROOT_ENV}", c.FAILED)
+        if name is None:
+            return Hold(c.FALSE, "AdapterUnverifiable", f"adapterPath {path} on claim {claim} can only be "
+                        "verified by a validation Job of a named AdapterServing", c.FAILED)
+        return _from_check_job(ns, name, path, claim)
     check = vllm.validate_adapter_dir(Path(root) / ns / claim / path)
     if not check.ok or check.rank is None:
         return Hold(c.FALSE, "InvalidAdapter", f"adapterPath {path}: {check.message}", c.FAILED)
     return Facts(path, check.rank, check.base_model, claim, f"files at {path} on claim {claim}",
                  "the operator read adapter_config.json (rank, modules_to_save, DoRA, bias, base model) and checked "
                  "adapter_model.safetensors exists; tensor names were not inspected", "FilesValidated")
+
+
+def _from_check_job(ns: str, name: str, path: str, claim: str) -> Facts | Hold:
+    """The operator cannot read a namespace's PVC: a validation Job reads the files with the
+    trainer's own validator and reports ``status.adapterCheck``; until then, wait."""
+    obj = kube.get_cr(KIND.plural, ns, name)
+    if obj is None:
+        return Hold(c.UNKNOWN, "ValidatingAdapter", "AdapterServing not found", c.PENDING)
+    generation = obj["metadata"]["generation"]
+    check = (obj.get("status") or {}).get("adapterCheck") or {}
+    job = ac.build_adapter_check_job(namespace=ns, name=name, uid=obj["metadata"]["uid"], generation=generation,
+                                     path=path, claim=claim, settings=current_settings())
+    job_name = job["metadata"]["name"]
+    if (check.get("path"), check.get("claim"), check.get("generation")) == (path, claim, generation):
+        if not check.get("ok") or not check.get("rank"):
+            problems = "; ".join(check.get("problems") or []) or "no rank in adapter_config.json"
+            return Hold(c.FALSE, "InvalidAdapter", f"adapterPath {path} on claim {claim}: {problems}", c.FAILED)
+        return Facts(path, int(check["rank"]), check.get("baseModel"), claim,
+                     f"validation Job {job_name} (files at {path} on claim {claim})",
+                     "a validation Job ran the trainer's vLLM validator on the files (rank, modules_to_save, DoRA, "
+                     "bias, base model, safetensors present)", "FilesValidated")
+    kube.ensure_worker_identity(ns)
+    existing, _ = kube.create_or_adopt(job)
+    state = st.job_state(existing if isinstance(existing, dict) else kube.client().sanitize_for_serialization(existing))
+    if state.phase == c.FAILED:
+        return Hold(c.FALSE, "ValidationFailed", f"validation Job {job_name} failed without a result: {state.message}",
+                    c.FAILED)
+    return Hold(c.UNKNOWN, "ValidatingAdapter",
+                f"validation Job {job_name} is checking adapterPath {path} on claim {claim}", c.PENDING)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_KIND: KIND.kind})
+def follow_check_job(body: kopf.Body, **_: Any) -> None:
+    """The validation Job moved: reconcile its AdapterServing (which reads the reported check)."""
+    name = body["metadata"].get("labels", {}).get(naming.LABEL_NAME)
+    if name and st.job_state(dict(body)).phase in (c.SUCCEEDED, c.FAILED):
+        _reconcile_quietly(body["metadata"]["namespace"], name)
 
 
 # --- Deployments -------------------------------------------------------------------------------
@@ -372,7 +411,7 @@ def compute(ns: str, name: str, spec: AdapterServingSpec) -> Outcome:
         if dep["metadata"]["name"] not in target_names and name in sv.read_record(dep).owners():
             update_deployment(dep, name, None, live)
 
-    facts = resolve_adapter(ns, spec)
+    facts = resolve_adapter(ns, spec, name)
     if isinstance(facts, Hold):
         return _not_patched(spec, targets, validated=(c.ADAPTER_VALIDATED, facts.status, facts.reason, facts.message),
                             patched=(c.UNKNOWN if facts.status == c.UNKNOWN else c.FALSE, "AdapterNotValidated"),

@@ -1,0 +1,59 @@
+"""AdapterServing with an explicit ``adapterPath`` -> a small Job that validates the files
+on the store (the operator cannot read a namespace's PVC) with the same validator the
+trainer uses, and reports through the AdapterServing's status subresource."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from ..api import GROUP, VERSION
+from ..api.adapterserving import KIND
+from ..naming import job_name
+from ..settings import Settings
+from .common import STORE_MOUNT, claim_volume, container_security, job, volume_name
+
+JOB_KIND_SHORT = "asv"
+CONFIG_ENV = "GOLORA_CONFIG"
+
+
+def check_config(namespace: str, name: str, generation: int, path: str, claim: str) -> dict[str, Any]:
+    return {
+        "storeRoot": STORE_MOUNT,
+        "adapterPath": path,
+        "claim": claim,
+        "generation": generation,
+        "statusTarget": {"group": GROUP, "version": VERSION, "plural": KIND.plural,
+                         "namespace": namespace, "name": name},
+    }
+
+
+def build_adapter_check_job(*, namespace: str, name: str, uid: str, generation: int, path: str, claim: str,
+                            settings: Settings) -> dict[str, Any]:
+    """Runs ``python -m golora_trainer validate-adapter`` (the trainer image has golora's
+    validator) with the store mounted read-only; no GPU, a few seconds."""
+    config = check_config(namespace, name, generation, path, claim)
+    container = {
+        "name": "validate",
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "golora_trainer", "validate-adapter"],
+        "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
+                {"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [{"name": volume_name("claim", claim), "mountPath": STORE_MOUNT, "readOnly": True},
+                         {"name": "scratch", "mountPath": "/tmp"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return job(
+        name=job_name(JOB_KIND_SHORT, name, generation), namespace=namespace, kind=KIND.kind,
+        owner_name=name, owner_uid=uid, generation=generation, attempt=1, container=container,
+        volumes=[claim_volume(claim, read_only=True), {"name": "scratch", "emptyDir": {}}],
+        deadline_seconds=600,
+    )
+
+
+def adapter_dir(store_root: str, path: str) -> str:
+    return posixpath.join(store_root, path)
