@@ -110,6 +110,8 @@ def job_runner(cluster: Any, tmp_path_factory: pytest.TempPathFactory, extractor
         tmp_path_factory.mktemp("jobrunner"),
         claim_dirs={"go-src": go_root(), "fixture-src": FIXTURE_TREE},
         executables={"golora-extract": str(extractor_binary), "python": sys.executable},
+        # The trainer's quality gate runs golora-extract check: as in the trainer image, on PATH.
+        extra_env={"PATH": f"{extractor_binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     with runner:
         yield runner

@@ -64,8 +64,13 @@ def test_job_finishes_while_operator_down_status_converges(cluster, api, namespa
         operator.start()
     wait_for(lambda: phase(api, namespace, "godatasets", "std") == "Succeeded", timeout=60, what="converged")
     assert len(jobs(api, namespace, "GoDataset", "std")) == 1
-    events = kubernetes.client.CoreV1Api(api).list_namespaced_event(namespace).items
-    assert [e.reason for e in events if e.involved_object.name == "std"].count("Succeeded") == 1
+    def succeeded_events():
+        events = kubernetes.client.CoreV1Api(api).list_namespaced_event(namespace).items
+        return [e.reason for e in events if e.involved_object.name == "std"].count("Succeeded")
+
+    wait_for(succeeded_events, what="Succeeded event (posted asynchronously)")
+    time.sleep(1)
+    assert succeeded_events() == 1
 
 
 def test_deleted_extraction_job_is_a_clear_failure(cluster, api, namespace, operator, job_runner):
