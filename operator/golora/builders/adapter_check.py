@@ -5,7 +5,6 @@ trainer uses, and reports through the AdapterServing's status subresource."""
 from __future__ import annotations
 
 import json
-import posixpath
 from typing import Any
 
 from ..api import GROUP, VERSION
@@ -54,6 +53,3 @@ def build_adapter_check_job(*, namespace: str, name: str, uid: str, generation: 
         deadline_seconds=600,
     )
 
-
-def adapter_dir(store_root: str, path: str) -> str:
-    return posixpath.join(store_root, path)
