@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from golora.api.loratraining import DEFAULT_TARGET_MODULES
+
 GB = 1e9
 GIB = 1024**3
 MB = 1e6
@@ -175,7 +177,7 @@ def estimate(
     quantized: bool = True,
     double_quant: bool = True,
     lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
     gradient_checkpointing: bool = True,
     loss: str = LOSS_FUSED,
     half_bytes: int = 2,
@@ -232,7 +234,7 @@ def max_tokens(
     quantized: bool = True,
     double_quant: bool = True,
     lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
     loss: str = LOSS_FUSED,
     half_bytes: int = 2,
 ) -> int:
@@ -267,7 +269,7 @@ def plan_micro_batch(
     quantized: bool = True,
     double_quant: bool = True,
     lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
     loss: str = LOSS_FUSED,
     half_bytes: int = 2,
     requested: int | None = None,
