@@ -77,6 +77,10 @@ demo: build ## local control plane + operator + sample CRs, then tear down
 bench-extract: ## extractor vs a naive go/ast walk on the Go standard library
 	bench/extract/run.sh
 
+.PHONY: bench-train-cpu
+bench-train-cpu: venv extractor ## trainer micro-batching: length buckets vs group_by_length (CPU, ~6 min)
+	$(PY) bench/train_cpu.py --out bench/results/train_cpu
+
 .PHONY: clean
 clean:
 	rm -rf $(BIN) .pytest_cache .ruff_cache

@@ -11,13 +11,19 @@ On one GPU (an H200 when available; CI never has one) this
      ``prepare_model_for_kbit_training``, LoRA r16 on q/k/v/o, fp16=False/bf16=False (fp32),
      micro-batch 1, TRL defaults otherwise;
    - ``golora``: ``golora_trainer.train.run`` — the LoraTraining Job's code path — with the
-     spec's defaults (nf4, precision auto, microBatchSize auto) on the same data;
+     spec's defaults (nf4, precision auto, microBatchSize auto) on the same data, one epoch;
+   - ``golora-hf``: the same, with transformers' ``group_by_length`` sampler instead of golora's
+     length buckets (the baseline of that change, same samples, same run);
+   - ``golora-bf16``: the same with ``quantization: none`` (bf16 LoRA, no 4-bit);
+   - ``golora-profile``: a few steps under torch.profiler (kernels by GPU time, GPU busy
+     fraction) — kept out of the measured runs;
    - ``t4``: the same code path made to believe it runs on a T4 (compute capability 7.5, so the
      fp16 recipe; GPU memory capped at 15 GiB with torch.cuda.set_per_process_memory_fraction)
      on 2,048-token samples; an OutOfMemory attempt is retried with half the micro-batch, the
      way the operator does;
 3. prints tokens/s (non-padding tokens, steady state: the first optimizer step excluded), the
-   golora/seed ratio and peak GPU memory, and writes ``<out>.json`` and ``<out>.txt``.
+   golora/seed ratio, peak GPU memory and each golora run's per-step times (synchronised), and
+   writes ``<out>.json``, ``<out>.txt`` (and ``<out>.profile.txt``).
 
 Targets: golora >= 12,000 tok/s on an H200 and >= 11.5x the seed recipe in the same run; the T4
 profile <= 14.5 GiB peak without OOM.
@@ -26,6 +32,8 @@ profile <= 14.5 GiB peak without OOM.
 
     python bench/train_gpu.py --out bench/results/train_gpu_h200
     python bench/train_gpu.py --smoke --out /tmp/train_gpu_smoke
+
+On the device machine: ``bench/device/train_gpu.sh`` (installs the carried wheels, runs all of it).
 """
 
 from __future__ import annotations
@@ -269,10 +277,100 @@ def worker_seed(spec: dict) -> dict:
 
 
 # --- worker: golora's trainer --------------------------------------------------------------
+def _kernel_seconds(prof) -> float:
+    """GPU time of the kernels a profile saw (device-side events only, no CPU op counted twice)."""
+    try:
+        from torch.autograd import DeviceType
+
+        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        return sum(getattr(e, "device_time", None) or getattr(e, "cuda_time", 0) for e in kernels) / 1e6
+    except Exception:  # noqa: BLE001 - a profiler API change must not lose the run
+        return float("nan")
+
+
+def _instrument(spec: dict, clock: list[float], profile_out: list[str]) -> None:
+    """Adds bench-only callbacks to the trainer golora builds: synchronised per-step times and,
+    when asked, torch.profiler over a few steps."""
+    import torch
+    from transformers import TrainerCallback
+
+    from golora_trainer.train import TrainingRun
+
+    cuda = torch.cuda.is_available()
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if not hasattr(self, "t"):
+                sync()
+                self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            sync()
+            now = time.perf_counter()
+            clock.append(round(now - self.t, 4))
+            self.t = now
+
+    class Profile(TrainerCallback):
+        def __init__(self, start: int, steps: int):
+            self.start, self.stop, self.prof, self.t0 = start, start + steps, None, 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == self.start and self.prof is None:
+                from torch.profiler import ProfilerActivity, profile
+
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+                sync()
+                self.prof = profile(activities=acts)
+                self.prof.__enter__()
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is not None and state.global_step >= self.stop:
+                self.finish(state)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.prof is not None:
+                self.finish(state)
+
+        def finish(self, state):
+            sync()
+            wall = time.perf_counter() - self.t0
+            self.prof.__exit__(None, None, None)
+            events = self.prof.key_averages()
+            key = "device_time_total" if cuda else "cpu_time_total"
+            busy = _kernel_seconds(self.prof)
+            launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                                 "cudaLaunchKernelExC"))
+            profile_out.append(
+                f"{state.global_step - self.start} steps, {wall:.3f}s wall, GPU kernels {busy:.3f}s "
+                f"({100 * busy / wall:.0f}% busy), {launches} kernel launches\n"
+                + events.table(sort_by=key, row_limit=25, max_name_column_width=70))
+            self.prof = None
+
+    build = TrainingRun.build_trainer
+
+    def build_instrumented(self, *args, **kwargs):
+        trainer = build(self, *args, **kwargs)
+        trainer.add_callback(StepClock())
+        if spec.get("profile_steps"):
+            trainer.add_callback(Profile(*spec["profile_steps"]))
+        return trainer
+
+    TrainingRun.build_trainer = build_instrumented
+
+
 def worker_golora(spec: dict) -> dict:
     from golora.api.loratraining import TrainerConfig
     from golora_trainer.report import StatusReporter
     from golora_trainer.train import run
+
+    clock: list[float] = []
+    profile_out: list[str] = []
+    _instrument(spec, clock, profile_out)
 
     class Recorder(StatusReporter):
         def __init__(self):
@@ -329,6 +427,7 @@ def worker_golora(spec: dict) -> dict:
         "precision": result.get("precision"),
         "quantization": result.get("quantization"),
         "loss_implementation": result.get("lossImplementation"),
+        "padding_efficiency": result.get("paddingEfficiency"),
         "estimated_peak_gib": round(result["estimatedPeakMemoryBytes"] / GIB, 2)
         if result.get("estimatedPeakMemoryBytes") else None,
         "trainer_peak_reserved_gib": round(peak / GIB, 3) if peak else None,
@@ -339,6 +438,8 @@ def worker_golora(spec: dict) -> dict:
         "quality_gate": (result.get("qualityGate") or {}).get("reason"),
         "global_step": result.get("globalStep"),
         "stage_seconds": times,
+        "step_seconds": clock,
+        "profile": profile_out[0] if profile_out else None,
         "wall_seconds": round(time.monotonic() - t0, 1),
         **_gpu_memory(),
     }
@@ -412,12 +513,13 @@ def main() -> int:
     ap.add_argument("--out", help="output path prefix: writes <out>.json and <out>.txt")
     ap.add_argument("--smoke", action="store_true", help="tiny shape on CPU: checks the plumbing only")
     ap.add_argument("--work", help="work directory (default /dev/shm/golora-bench when it fits, else /tmp)")
-    ap.add_argument("--steps", type=int, help="optimizer steps per golora run (default 16; smoke 3)")
+    ap.add_argument("--steps", type=int, help="optimizer steps per golora run, one epoch (default 18; smoke 3)")
     ap.add_argument("--seed-steps", type=int, help="seed-recipe steps (default 10; smoke 3)")
     ap.add_argument("--t4-steps", type=int, help="T4-profile steps (default 3; smoke 2)")
     ap.add_argument("--effective-batch-size", type=int, default=16)
     ap.add_argument("--budget", type=float, default=400, help="seconds for the whole run; later runs are skipped")
-    ap.add_argument("--runs", default="golora,seed,t4", help="comma list among golora,seed,t4,golora-bf16")
+    ap.add_argument("--runs", default="golora,golora-hf,seed,t4",
+                    help="comma list among golora,golora-hf,seed,t4,golora-bf16,golora-profile")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -446,7 +548,7 @@ def main() -> int:
         ap.error("--out is required")
     t_start = time.monotonic()
     shape = "smoke" if args.smoke else "qwen2.5-7b"
-    steps = args.steps or (3 if args.smoke else 16)
+    steps = args.steps or (3 if args.smoke else 18)
     seed_steps = args.seed_steps or (3 if args.smoke else 10)
     t4_steps = args.t4_steps or (2 if args.smoke else 3)
     max_len = 256 if args.smoke else 1024
@@ -472,7 +574,7 @@ def main() -> int:
     def lognormal(median: int, lo: int, hi: int):
         return lambda r: int(min(hi, max(lo, r.lognormvariate(math.log(median), 0.6))))
 
-    n_train = max(steps * args.effective_batch_size + 32, seed_steps + 8)
+    n_train = max(steps * args.effective_batch_size, seed_steps + 8)  # the golora runs train one epoch
     train = make_pairs(tok, rng, n_train, lognormal(max_len * 3 // 10, 64, max_len - 24))
     evals = make_pairs(tok, rng, 16, lognormal(max_len * 3 // 10, 64, max_len - 24))
     t4_train = make_pairs(tok, rng, t4_steps * args.effective_batch_size + 8, lambda r: t4_len + 64)
@@ -497,7 +599,7 @@ def main() -> int:
 
     common = {"work": str(work), "model_dir": str(model_dir), "effective_batch_size": args.effective_batch_size}
     wanted = [r.strip() for r in args.runs.split(",") if r.strip()]
-    estimates = {"golora": 120, "seed": 90, "t4": 150, "golora-bf16": 100}
+    estimates = {"golora": 120, "golora-hf": 90, "seed": 90, "t4": 150, "golora-bf16": 100, "golora-profile": 90}
 
     def left() -> float:
         return args.budget - (time.monotonic() - t_start)
@@ -511,11 +613,15 @@ def main() -> int:
                                                          "steps": seed_steps, "max_seq_length": max_len}, None, left())
             continue
         t4 = run_name == "t4"
-        spec = {**common, "name": run_name, "steps": t4_steps if t4 else steps,
+        profiling = run_name == "golora-profile"
+        spec = {**common, "name": run_name, "steps": t4_steps if t4 else (min(steps, 6) if profiling else steps),
                 "max_seq_length": t4_len if t4 else max_len,
                 "train": "t4-train.jsonl" if t4 else "train.jsonl", "eval": "t4-eval.jsonl" if t4 else "eval.jsonl",
-                "gate": run_name == "golora", "quantization": "none" if run_name == "golora-bf16" else "nf4"}
-        env = {"GOLORA_GPU_COMPUTE_CAPABILITY": "7.5", "GOLORA_GPU_MEMORY_GIB": str(T4_CAP_GIB)} if t4 else None
+                "gate": run_name == "golora", "quantization": "none" if run_name == "golora-bf16" else "nf4",
+                "profile_steps": [1, 2] if profiling else None}  # after the first (warm-up) step
+        env = {"GOLORA_GPU_COMPUTE_CAPABILITY": "7.5", "GOLORA_GPU_MEMORY_GIB": str(T4_CAP_GIB)} if t4 else {}
+        if run_name == "golora-hf":
+            env["GOLORA_TRAIN_SAMPLER"] = "group_by_length"
         attempts = []
         override = None
         for attempt in (1, 2, 3):
@@ -537,11 +643,13 @@ def finish(report: dict, out: str, t_start: float) -> int:
     g, s, t4 = runs.get("golora", {}), runs.get("seed", {}), runs.get("t4", {})
     g_tps, s_tps = g.get("tokens_per_second"), s.get("tokens_per_second")
     ratio = g_tps / s_tps if g_tps and s_tps else None
+    hf_tps = runs.get("golora-hf", {}).get("tokens_per_second")
     t4_peak = t4.get("process_gib_nvml") or t4.get("peak_reserved_gib")
     report["summary"] = {
         "golora_tokens_per_second": g_tps,
         "seed_tokens_per_second": s_tps,
         "ratio": round(ratio, 2) if ratio else None,
+        "buckets_over_group_by_length": round(g_tps / hf_tps, 2) if g_tps and hf_tps else None,
         "t4_peak_gib": t4_peak,
         "t4_oom_free": t4.get("exit_code") == 0 and "attempts" not in t4 if t4 else None,
         "targets": {
@@ -558,6 +666,9 @@ def finish(report: dict, out: str, t_start: float) -> int:
     base.parent.mkdir(parents=True, exist_ok=True)
     Path(str(base) + ".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     Path(str(base) + ".txt").write_text(text + "\n")
+    profiles = [f"== {name}\n{r['profile']}" for name, r in runs.items() if r.get("profile")]
+    if profiles:
+        Path(str(base) + ".profile.txt").write_text("\n\n".join(profiles) + "\n")
     return 0
 
 
@@ -570,8 +681,9 @@ def table(report: dict) -> str:
         f"data: {report.get('data')}",
         "",
         f"{'run':<12} {'tok/s':>9} {'micro':>5} {'GA':>3} {'ckpt':>5} {'prec':>5} {'quant':>5} "
-        f"{'peak rsv GiB':>12} {'proc GiB':>9} {'est GiB':>8} {'exit':>4}  notes",
+        f"{'peak rsv GiB':>12} {'proc GiB':>9} {'est GiB':>8} {'pad eff':>7} {'exit':>4}  notes",
     ]
+    clocks = []
     for name, r in report["runs"].items():
         if "skipped" in r:
             lines.append(f"{name:<12} skipped: {r['skipped']}")
@@ -588,9 +700,14 @@ def table(report: dict) -> str:
             f"{str(r.get('gradient_accumulation_steps')):>3} {str(r.get('gradient_checkpointing'))[:5]:>5} "
             f"{str(r.get('precision')):>5} {str(r.get('quantization')):>5} {str(r.get('peak_reserved_gib')):>12} "
             f"{str(r.get('process_gib_nvml')):>9} {str(r.get('estimated_peak_gib')):>8} "
-            f"{str(r.get('exit_code', r.get('process_exit'))):>4}  {note}")
+            f"{str(r.get('padding_efficiency')):>7} {str(r.get('exit_code', r.get('process_exit'))):>4}  {note}")
+        if r.get("step_seconds"):
+            clocks.append(f"  {name}: " + " ".join(f"{t:.2f}" for t in r["step_seconds"]))
+    if clocks:
+        lines += ["", "seconds per optimizer step (synchronised):", *clocks]
     s = report.get("summary", {})
-    lines += ["", f"golora/seed ratio: {s.get('ratio')}; T4 profile peak: {s.get('t4_peak_gib')} GiB; "
+    lines += ["", f"golora/seed ratio: {s.get('ratio')}; buckets/group_by_length: "
+                  f"{s.get('buckets_over_group_by_length')}; T4 profile peak: {s.get('t4_peak_gib')} GiB; "
                   f"total {s.get('seconds')}s"]
     for target, ok in (s.get("targets") or {}).items():
         lines.append(f"  [{'x' if ok else ' '}] {target}")

@@ -65,13 +65,14 @@ def test_tiny_go_model_trains_passes_the_gate_and_reports(go_store, tiny_base, s
     for key in ("trainLoss", "evalLoss", "baseEvalLoss", "tokenAccuracy", "precision", "microBatchSize",
                 "gradientAccumulationSteps", "samplesTruncated", "trainSamples", "tokensPerSecond", "adapterPath",
                 "adapterSizeBytes", "qualityGate", "repetition", "globalStep", "evalTokens", "firstLoss",
-                "lossImplementation", "finishedAt", "baseModel"):
+                "lossImplementation", "finishedAt", "baseModel", "paddingEfficiency"):
         assert result[key] is not None, key
     assert result["precision"] == "fp32" and result["quantization"] == "none"  # CPU: no 4-bit, fp32
     assert (result["microBatchSize"], result["gradientAccumulationSteps"]) == (4, 2)
     assert result["globalStep"] == result["totalSteps"] == 40
     assert result["adapterPath"] == "adapters/ns/demo" and result["failure"] is None and result["exitCode"] == 0
     assert result["rank"] == 16
+    assert 0.8 < result["paddingEfficiency"] <= 1.0  # length-bucketed micro-batches
     gate = result["qualityGate"]
     assert gate["passed"] is True and gate["reason"] == GATE_PASSED
     assert gate["whitespaceRatio"] < 0.5 and gate["longestRepeatRun"] < 32 and gate["distinct2"] >= 0.2

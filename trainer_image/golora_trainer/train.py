@@ -36,6 +36,7 @@ from golora.api.loratraining import (  # noqa: E402
 
 from . import checkpoints  # noqa: E402
 from .adapter import RESULT_FILE, clean_stale_staging, install_adapter, stage_adapter  # noqa: E402
+from .batching import LengthBucketSampler, padding_efficiency  # noqa: E402
 from .callbacks import (  # noqa: E402
     DivergenceGuard,
     FaultInjection,
@@ -68,6 +69,10 @@ EVAL_MAX_SAMPLES = 512  # eval-loss samples (base and adapter see the same ones)
 MAX_GRAD_NORM = 0.3  # the QLoRA reference value
 CHECKPOINTS_KEPT = 2
 SEQ_ROUND = 64
+PAD_MULTIPLE_CUDA = 8  # tensor-core friendly shapes
+# Benchmarks only: "group_by_length" trains with transformers' sampler instead of length buckets,
+# so bench/ can measure the difference in one run.
+SAMPLER_ENV = "GOLORA_TRAIN_SAMPLER"
 
 
 def loss_implementation() -> str:
@@ -353,7 +358,6 @@ class TrainingRun:
     def build_trainer(self, model, tokenizer, train_ds, *, plan, micro, accumulation, ckpt, cuda, loss_impl,
                       callbacks):
         from peft import LoraConfig
-        from trl import SFTTrainer
 
         spec = self.spec
         t = spec.training
@@ -361,6 +365,16 @@ class TrainingRun:
             r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
             target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM",
         )
+        sampler_name = os.environ.get(SAMPLER_ENV, "buckets")
+        buckets = sampler_name != "group_by_length"
+        lengths = [len(ids) for ids in train_ds["input_ids"]]
+        sampler = LengthBucketSampler(lengths, micro, seed=t.seed) if buckets else None
+        if sampler is not None:
+            efficiency = padding_efficiency(lengths, sampler.batches(), PAD_MULTIPLE_CUDA if cuda else 1)
+            self.fields["padding_efficiency"] = round(efficiency, 4) if efficiency else None
+            log.info("length-bucketed micro-batches: %.1f%% of the padded tokens are real", 100 * (efficiency or 0))
+        else:
+            log.info("sampler: transformers' group_by_length (%s=%s)", SAMPLER_ENV, sampler_name)
         args = sft_config(
             output_dir=str(self.ckpt_dir),
             per_device_train_batch_size=micro,
@@ -379,12 +393,12 @@ class TrainingRun:
             use_cpu=not cuda,
             gradient_checkpointing=ckpt,
             gradient_checkpointing_kwargs={"use_reentrant": False} if ckpt else None,
-            group_by_length=True,
+            group_by_length=not buckets,
             max_length=t.max_seq_length,
             packing=False,
             padding_free=False,
             completion_only_loss=True,
-            pad_to_multiple_of=8 if cuda else None,
+            pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda else None,
             use_liger_kernel=loss_impl == LOSS_LIGER,
             logging_steps=t.logging_steps,
             logging_first_step=True,
@@ -400,12 +414,19 @@ class TrainingRun:
             dataloader_num_workers=0,
         )
         try:
-            trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                                 peft_config=lora, callbacks=callbacks)
+            trainer = bucketed_sft_trainer()(model=model, args=args, train_dataset=train_ds,
+                                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
         except ValueError as exc:
             if "target" in str(exc).lower() and "module" in str(exc).lower():
                 raise TrainerError(REASON_INVALID_CONFIG, f"lora.targetModules: {exc}") from exc
             raise
+        if sampler is not None and len(trainer.train_dataset) != len(lengths):
+            # TRL keeps every pre-tokenized row, in order; if a version stops doing so, train unbucketed
+            log.warning("TRL prepared %d training rows from %d: micro-batches are not length-bucketed",
+                        len(trainer.train_dataset), len(lengths))
+            self.fields["padding_efficiency"] = None
+            sampler = None
+        trainer.length_buckets = sampler
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # ProgressCallback logs the same, once
@@ -452,6 +473,21 @@ class TrainingRun:
         )
         log.info("quality gate %s: %s", reason, message)
         return result, passed
+
+
+def bucketed_sft_trainer():
+    """SFTTrainer whose training order comes from ``length_buckets`` when it is set."""
+    from trl import SFTTrainer
+
+    class BucketedSFTTrainer(SFTTrainer):
+        length_buckets: LengthBucketSampler | None = None
+
+        def _get_train_sampler(self, *args, **kwargs):
+            if self.length_buckets is not None:
+                return self.length_buckets
+            return super()._get_train_sampler(*args, **kwargs)
+
+    return BucketedSFTTrainer
 
 
 def _as_list(generation_config) -> list[int]:

@@ -291,6 +291,9 @@ class TrainingResult(StatusModel):
     samples_truncated: int | None = Field(None, description="Samples cut at maxSeqLength.")
     train_samples: int | None = None
     tokens_per_second: float | None = None
+    padding_efficiency: float | None = Field(
+        None, description="Real tokens / padded tokens over an epoch's micro-batches (1.0 = no padding)."
+    )
     peak_memory_bytes: int | None = None
     adapter_path: str | None = Field(None, description="Adapter directory, relative to the store.")
     adapter_size_bytes: int | None = None
