@@ -10,9 +10,9 @@ from golora.api.loratraining import (
     GATE_PASSED,
     GATE_WORSE_THAN_BASE,
     QualityGate,
+    QualityGateResult,
 )
 from golora_trainer.gate import (
-    GateMetrics,
     Generation,
     decide,
     distinct_n,
@@ -48,6 +48,7 @@ def test_the_blogs_600_tabs_are_degenerate():
     assert m.longest_repeat_run == 600 and m.eos_rate == 0.0 and m.distinct2 < 0.01
     passed, reason, message = decide(m, QualityGate())
     assert not passed and reason == GATE_DEGENERATE_OUTPUT
+    assert (m.passed, m.reason, m.message) == (passed, reason, message)  # recorded in the status model
     assert "whitespace" in message and "repeats 600" in message
     assert m.samples[0].startswith("\\t\\t")  # readable in status
 
@@ -96,4 +97,5 @@ def test_go_parse_rate_through_golora_extract(extractor_binary):
     rate, checked, note = go_parse_rate(snippets, extractor_binary)
     assert note is None and checked == 4
     assert rate == pytest.approx(0.5)
-    assert GateMetrics(eval_loss=1.0, base_eval_loss=2.0).eval_loss_ratio == 0.5
+    result = QualityGateResult(eval_loss=1.0, base_eval_loss=2.0)
+    assert decide(result, QualityGate())[0] and result.eval_loss_ratio == 0.5 and result.passed

@@ -23,7 +23,7 @@ import logging
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from golora.api.loratraining import (
     GATE_DEGENERATE_OUTPUT,
@@ -31,6 +31,7 @@ from golora.api.loratraining import (
     GATE_PASSED,
     GATE_WORSE_THAN_BASE,
     QualityGate,
+    QualityGateResult,
 )
 
 log = logging.getLogger(__name__)
@@ -45,30 +46,6 @@ class Generation:
     text: str  # decoded, special tokens removed
     token_ids: list[int]  # generated ids, EOS and padding excluded
     ended_with_eos: bool
-
-
-@dataclass
-class GateMetrics:
-    prompts: int = 0
-    whitespace_ratio: float | None = None
-    whitespace_only_rate: float | None = None
-    empty_rate: float | None = None
-    longest_repeat_run: int | None = None
-    distinct1: float | None = None
-    distinct2: float | None = None
-    eos_rate: float | None = None
-    go_parse_rate: float | None = None
-    go_parse_checked: int | None = None
-    eval_loss: float | None = None
-    base_eval_loss: float | None = None
-    notes: list[str] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-
-    @property
-    def eval_loss_ratio(self) -> float | None:
-        if self.eval_loss is None or not self.base_eval_loss:
-            return None
-        return self.eval_loss / self.base_eval_loss
 
 
 def whitespace_ratio(text: str) -> float:
@@ -101,8 +78,10 @@ def strip_fences(text: str) -> str:
     return m.group(1) if m else text
 
 
-def generation_metrics(gens: list[Generation]) -> GateMetrics:
-    m = GateMetrics(prompts=len(gens))
+def generation_metrics(gens: list[Generation]) -> QualityGateResult:
+    """The gate's numbers for the generations (the status model itself: one list of metrics);
+    losses, the parse rate and the decision are filled in by the caller and ``decide``."""
+    m = QualityGateResult(prompts=len(gens))
     if not gens:
         return m
     m.whitespace_ratio = sum(whitespace_ratio(g.text) for g in gens) / len(gens)
@@ -156,8 +135,15 @@ def go_parse_rate(snippets: list[str], binary: str, timeout: float = 120.0) -> t
     return rate, total, None
 
 
-def decide(m: GateMetrics, gate: QualityGate) -> tuple[bool, str, str]:
-    """(passed, reason, message) for the metrics under the spec's thresholds."""
+def decide(m: QualityGateResult, gate: QualityGate) -> tuple[bool, str, str]:
+    """(passed, reason, message) for the metrics under the spec's thresholds; also recorded in
+    ``m`` with the eval-loss ratio it was judged on."""
+    m.eval_loss_ratio = m.eval_loss / m.base_eval_loss if m.eval_loss is not None and m.base_eval_loss else None
+    m.passed, m.reason, m.message = verdict = _verdict(m, gate)
+    return verdict
+
+
+def _verdict(m: QualityGateResult, gate: QualityGate) -> tuple[bool, str, str]:
     degenerate: list[str] = []
     if m.whitespace_ratio is not None and m.whitespace_ratio > gate.max_whitespace_ratio:
         degenerate.append(f"{m.whitespace_ratio:.0%} of the output is whitespace (max {gate.max_whitespace_ratio:.0%})")

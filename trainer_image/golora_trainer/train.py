@@ -453,24 +453,15 @@ class TrainingRun:
         gens = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
                         batch_size=16 if cuda else 8, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id,
                         precision=precision)
-        metrics = generation_metrics(gens)
-        metrics.eval_loss, metrics.base_eval_loss = adapter_loss, base_loss
+        result = generation_metrics(gens)
+        result.eval_loss, result.base_eval_loss = adapter_loss, base_loss
         rate, checked, note = go_parse_rate([g.text for g in gens], self.cfg.extractor_binary)
-        metrics.go_parse_rate, metrics.go_parse_checked = rate, checked or None
+        result.go_parse_rate, result.go_parse_checked = rate, checked or None
         if note:
-            metrics.notes.append(note)
-        passed, reason, message = decide(metrics, spec)
+            result.notes.append(note)
+        passed, reason, message = decide(result, spec)
         total_tokens = sum(len(g.token_ids) for g in gens)
-        self._repetition = round(metrics.longest_repeat_run / total_tokens, 4) if total_tokens else None
-        result = QualityGateResult(
-            passed=passed, reason=reason, message=message,
-            whitespace_ratio=metrics.whitespace_ratio, longest_repeat_run=metrics.longest_repeat_run,
-            distinct2=metrics.distinct2, eos_rate=metrics.eos_rate, go_parse_rate=metrics.go_parse_rate,
-            eval_loss=adapter_loss, base_eval_loss=base_loss, eval_loss_ratio=metrics.eval_loss_ratio,
-            prompts=metrics.prompts, whitespace_only_rate=metrics.whitespace_only_rate,
-            empty_rate=metrics.empty_rate, distinct1=metrics.distinct1, go_parse_checked=metrics.go_parse_checked,
-            notes=metrics.notes, samples=metrics.samples,
-        )
+        self._repetition = round(result.longest_repeat_run / total_tokens, 4) if total_tokens else None
         log.info("quality gate %s: %s", reason, message)
         return result, passed
 
