@@ -74,7 +74,7 @@ demo: build ## local control plane + operator + sample CRs, then tear down
 	$(PY) -m golora.devcluster.demo
 
 .PHONY: bench-extract
-bench-extract: ## extractor vs a naive go/ast walk on the Go standard library
+bench-extract: ## extractor vs a naive go/ast walk: Go stdlib, plus kubernetes and etcd from the module cache
 	bench/extract/run.sh
 
 .PHONY: bench-train-cpu
