@@ -3,7 +3,9 @@
 Starts the real local control plane, installs the CRDs, runs the operator as its own
 process (``python -m golora``) and the local Job runner (the kubelet stand-in), applies
 ``manifests/demo``, shows ``kubectl get golora`` as the objects progress, and tears it all
-down. The store is kept in ``.demo/store`` so the dataset and adapter can be inspected.
+down. The store is kept in ``.demo/store`` (or ``$GOLORA_DEMO_STORE``) so the dataset and
+adapter can be inspected. Exit status 0 only when the dataset and the training succeeded and
+the adapter was patched into the sample vLLM Deployment.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def watch(plane: ControlPlane, done: set[str], timeout: float) -> dict[str, str]
 
 def main() -> int:
     root = repo_root() or Path.cwd()
-    store = root / ".demo" / "store"
+    store = Path(os.environ.get("GOLORA_DEMO_STORE") or root / ".demo" / "store")
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
     extractor = root / ".bin" / "golora-extract"
