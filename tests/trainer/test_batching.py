@@ -81,9 +81,33 @@ def test_sampler_through_a_dataloader_follows_set_epoch():
     assert [b.tolist() for b in loader] == bucketed_batches(lengths, 8, seed=3, epoch=1) != first
 
 
-def test_micro_batch_must_be_positive():
+def test_micro_batch_must_be_positive_and_divide_the_step():
     with pytest.raises(ValueError):
         bucketed_batches([1, 2], 0, seed=0)
+    with pytest.raises(ValueError):
+        LengthBucketSampler([1, 2, 3], 3, seed=0, per_step=4)
+
+
+@pytest.mark.parametrize("n", [288, 291])
+def test_sample_order_does_not_depend_on_the_micro_batch_split(n):
+    """An OOM retry halves the micro-batch and doubles the accumulation: a resumed run must skip
+    exactly the samples the earlier attempt trained on, so the order is a function of the
+    sequences per step, not of how a step is split."""
+    lengths = _go_like_lengths(n)
+    orders = {tuple(i for b in bucketed_batches(lengths, micro, seed=9, per_step=16) for i in b)
+              for micro in (1, 2, 4, 8, 16)}
+    assert len(orders) == 1
+
+
+def test_an_optimizer_step_is_one_run_of_the_sorted_split():
+    lengths = _go_like_lengths(288)
+    batches = bucketed_batches(lengths, 4, seed=42, per_step=16)
+    steps = [sum(batches[k:k + 4], []) for k in range(0, len(batches), 4)]
+    spans = sorted((min(lengths[i] for i in s), max(lengths[i] for i in s)) for s in steps)
+    for (_, hi), (lo, _) in zip(spans, spans[1:], strict=False):
+        assert hi <= lo
+    first = [lengths[i] for i in batches[0]]
+    assert max(lengths) == first[0] and first == sorted(first, reverse=True)
 
 
 def test_the_trainer_trains_in_bucket_order(tmp_path, tiny_random):
@@ -109,10 +133,10 @@ def test_the_trainer_trains_in_bucket_order(tmp_path, tiny_random):
                          spec={"training": {"maxSteps": 1, "checkpointSteps": 100, "seed": 11}})
     run = TrainingRun(TrainerConfig.model_validate(doc), StatusReporter(None))
     trainer = run.build_trainer(model, tok, to_dataset(examples), plan=resolve_precision("auto", cuda=False, capability=None),
-                                micro=4, accumulation=1, ckpt=False, cuda=False, loss_impl="fused", callbacks=[])
+                                micro=4, accumulation=2, ckpt=False, cuda=False, loss_impl="fused", callbacks=[])
     lengths = [len(e.input_ids) for e in examples]
-    want = [sorted(lengths[i] for i in b) for b in bucketed_batches(lengths, 4, seed=11)]
+    want = [sorted(lengths[i] for i in b) for b in bucketed_batches(lengths, 4, seed=11, per_step=8)]
     got = [sorted(int(n) for n in batch["attention_mask"].sum(dim=1)) for batch in trainer.get_train_dataloader()]
     assert got == want
     assert run.fields["padding_efficiency"] == pytest.approx(
-        padding_efficiency(lengths, bucketed_batches(lengths, 4, seed=11)), abs=1e-4)
+        padding_efficiency(lengths, bucketed_batches(lengths, 4, seed=11, per_step=8)), abs=1e-4)

@@ -368,7 +368,7 @@ class TrainingRun:
         sampler_name = os.environ.get(SAMPLER_ENV, "buckets")
         buckets = sampler_name != "group_by_length"
         lengths = [len(ids) for ids in train_ds["input_ids"]]
-        sampler = LengthBucketSampler(lengths, micro, seed=t.seed) if buckets else None
+        sampler = LengthBucketSampler(lengths, micro, seed=t.seed, per_step=micro * accumulation) if buckets else None
         if sampler is not None:
             efficiency = padding_efficiency(lengths, sampler.batches(), PAD_MULTIPLE_CUDA if cuda else 1)
             self.fields["padding_efficiency"] = round(efficiency, 4) if efficiency else None
