@@ -22,6 +22,7 @@ def test_train_gpu_bench_smoke_runs_and_compares_samplers(tmp_path):
         assert runs[name]["exit_code"] == 0 and runs[name]["tokens_per_second"] > 0, runs[name]
     assert len(runs["golora"]["step_seconds"]) == 3
     assert 0 < runs["golora"]["padding_efficiency"] <= 1 and runs["golora-hf"]["padding_efficiency"] is None
-    assert report["summary"]["buckets_over_group_by_length"] > 0
+    assert report["summary"]["buckets_over_group_by_length"] == round(
+        runs["golora"]["tokens_per_second"] / runs["golora-hf"]["tokens_per_second"], 2)
     assert "steps," in out.with_suffix(".profile.txt").read_text()
     assert "seconds per optimizer step" in out.with_suffix(".txt").read_text()

@@ -239,21 +239,20 @@ def max_tokens(
     half_bytes: int = 2,
 ) -> int:
     """Largest token count per micro-batch whose estimate fits USABLE_FRACTION of gpu_bytes."""
-    fixed = estimate(
-        shape, 0, quantized=quantized, double_quant=double_quant, lora_r=lora_r, targets=targets,
-        gradient_checkpointing=gradient_checkpointing, loss=loss, half_bytes=half_bytes,
-    )
-    free = USABLE_FRACTION * gpu_bytes - fixed.total
-    if free <= 0:
+    budget = USABLE_FRACTION * gpu_bytes
+
+    def fits(tokens: int) -> bool:
+        return estimate(
+            shape, tokens, quantized=quantized, double_quant=double_quant, lora_r=lora_r, targets=targets,
+            gradient_checkpointing=gradient_checkpointing, loss=loss, half_bytes=half_bytes,
+        ).total <= budget
+
+    if not fits(0):
         return 0
     lo, hi = 0, 1 << 22
     while lo < hi:  # estimate() is monotone in tokens
         mid = (lo + hi + 1) // 2
-        est = estimate(
-            shape, mid, quantized=quantized, double_quant=double_quant, lora_r=lora_r, targets=targets,
-            gradient_checkpointing=gradient_checkpointing, loss=loss, half_bytes=half_bytes,
-        )
-        if est.total <= USABLE_FRACTION * gpu_bytes:
+        if fits(mid):
             lo = mid
         else:
             hi = mid - 1

@@ -13,6 +13,7 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -466,8 +467,10 @@ class TrainingRun:
         return result, passed
 
 
+@functools.cache
 def bucketed_sft_trainer():
-    """SFTTrainer whose training order comes from ``length_buckets`` when it is set."""
+    """SFTTrainer whose training order comes from ``length_buckets`` when it is set (one class,
+    made on first use so that importing this module does not import TRL)."""
     from trl import SFTTrainer
 
     class BucketedSFTTrainer(SFTTrainer):
