@@ -14,6 +14,9 @@ On one GPU (an H200 when available; CI never has one) this
      spec's defaults (nf4, precision auto, microBatchSize auto) on the same data, one epoch;
    - ``golora-hf``: the same, with transformers' ``group_by_length`` sampler instead of golora's
      length buckets (the baseline of that change, same samples, same run);
+   - ``golora-liger``: the same with Liger's fused RMSNorm/SwiGLU/RoPE kernels
+     (``GOLORA_LAYER_KERNELS=liger``; needs liger-kernel and a GPU) — measured before it
+     becomes a default;
    - ``golora-bf16``: the same with ``quantization: none`` (bf16 LoRA, no 4-bit);
    - ``golora-profile``: a few steps under torch.profiler (kernels by GPU time, GPU busy
      fraction) — kept out of the measured runs;
@@ -288,9 +291,16 @@ def _kernel_seconds(prof) -> float:
         return float("nan")
 
 
-def _instrument(spec: dict, clock: list[float], profile_out: list[str]) -> None:
-    """Adds bench-only callbacks to the trainer golora builds: synchronised per-step times and,
-    when asked, torch.profiler over a few steps."""
+def liger_modules(model) -> int:
+    """Modules whose forward Liger Kernel replaced (0: its layer kernels are not in use)."""
+    return sum(1 for m in model.modules()
+               if str(getattr(getattr(m, "forward", None), "__module__", "")).startswith("liger_kernel"))
+
+
+def _instrument(spec: dict, clock: list[float], profile_out: list[str], kernels: list[int]) -> None:
+    """Adds bench-only callbacks to the trainer golora builds: synchronised per-step times, how
+    many modules run Liger's kernels once training starts and, when asked, torch.profiler over a
+    few steps."""
     import torch
     from transformers import TrainerCallback
 
@@ -303,6 +313,9 @@ def _instrument(spec: dict, clock: list[float], profile_out: list[str]) -> None:
             torch.cuda.synchronize()
 
     class StepClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            kernels.append(liger_modules(model) if model is not None else 0)
+
         def on_step_begin(self, args, state, control, **kw):
             if not hasattr(self, "t"):
                 sync()
@@ -370,7 +383,8 @@ def worker_golora(spec: dict) -> dict:
 
     clock: list[float] = []
     profile_out: list[str] = []
-    _instrument(spec, clock, profile_out)
+    kernels: list[int] = []
+    _instrument(spec, clock, profile_out, kernels)
 
     class Recorder(StatusReporter):
         def __init__(self):
@@ -439,6 +453,7 @@ def worker_golora(spec: dict) -> dict:
         "global_step": result.get("globalStep"),
         "stage_seconds": times,
         "step_seconds": clock,
+        "liger_modules": kernels[0] if kernels else None,
         "profile": profile_out[0] if profile_out else None,
         "wall_seconds": round(time.monotonic() - t0, 1),
         **_gpu_memory(),
@@ -519,7 +534,7 @@ def main() -> int:
     ap.add_argument("--effective-batch-size", type=int, default=16)
     ap.add_argument("--budget", type=float, default=400, help="seconds for the whole run; later runs are skipped")
     ap.add_argument("--runs", default="golora,golora-hf,seed,t4",
-                    help="comma list among golora,golora-hf,seed,t4,golora-bf16,golora-profile")
+                    help="comma list among golora,golora-hf,seed,t4,golora-liger,golora-bf16,golora-profile")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -599,7 +614,8 @@ def main() -> int:
 
     common = {"work": str(work), "model_dir": str(model_dir), "effective_batch_size": args.effective_batch_size}
     wanted = [r.strip() for r in args.runs.split(",") if r.strip()]
-    estimates = {"golora": 120, "golora-hf": 90, "seed": 90, "t4": 150, "golora-bf16": 100, "golora-profile": 90}
+    estimates = {"golora": 120, "golora-hf": 90, "seed": 90, "t4": 150, "golora-liger": 90, "golora-bf16": 100,
+                 "golora-profile": 90}
 
     def left() -> float:
         return args.budget - (time.monotonic() - t_start)
@@ -622,6 +638,8 @@ def main() -> int:
         env = {"GOLORA_GPU_COMPUTE_CAPABILITY": "7.5", "GOLORA_GPU_MEMORY_GIB": str(T4_CAP_GIB)} if t4 else {}
         if run_name == "golora-hf":
             env["GOLORA_TRAIN_SAMPLER"] = "group_by_length"
+        if run_name == "golora-liger":
+            env["GOLORA_LAYER_KERNELS"] = "liger"
         attempts = []
         override = None
         for attempt in (1, 2, 3):
@@ -644,12 +662,15 @@ def finish(report: dict, out: str, t_start: float) -> int:
     g_tps, s_tps = g.get("tokens_per_second"), s.get("tokens_per_second")
     ratio = g_tps / s_tps if g_tps and s_tps else None
     hf_tps = runs.get("golora-hf", {}).get("tokens_per_second")
+    liger = runs.get("golora-liger", {})
+    liger_tps = liger.get("tokens_per_second") if liger.get("liger_modules") else None
     t4_peak = t4.get("process_gib_nvml") or t4.get("peak_reserved_gib")
     report["summary"] = {
         "golora_tokens_per_second": g_tps,
         "seed_tokens_per_second": s_tps,
         "ratio": round(ratio, 2) if ratio else None,
         "buckets_over_group_by_length": round(g_tps / hf_tps, 2) if g_tps and hf_tps else None,
+        "liger_over_golora": round(liger_tps / g_tps, 2) if g_tps and liger_tps else None,
         "t4_peak_gib": t4_peak,
         "t4_oom_free": t4.get("exit_code") == 0 and "attempts" not in t4 if t4 else None,
         "targets": {
@@ -693,6 +714,8 @@ def table(report: dict) -> str:
             r.get("error") or "")
         if r.get("exit_code") == 5:
             note += " (the gate refusing random weights' output, as it should)"
+        if name == "golora-liger" or r.get("liger_modules"):
+            note += f" liger kernels on {r.get('liger_modules') or 0} modules"
         if r.get("attempts"):
             note += " attempts " + ", ".join(f"mb{a['micro_batch_size']}->exit{a['exit_code']}" for a in r["attempts"])
         lines.append(
@@ -707,7 +730,7 @@ def table(report: dict) -> str:
         lines += ["", "seconds per optimizer step (synchronised):", *clocks]
     s = report.get("summary", {})
     lines += ["", f"golora/seed ratio: {s.get('ratio')}; buckets/group_by_length: "
-                  f"{s.get('buckets_over_group_by_length')}; T4 profile peak: {s.get('t4_peak_gib')} GiB; "
+                  f"{s.get('buckets_over_group_by_length')}; liger/golora: {s.get('liger_over_golora')}; T4 profile peak: {s.get('t4_peak_gib')} GiB; "
                   f"total {s.get('seconds')}s"]
     for target, ok in (s.get("targets") or {}).items():
         lines.append(f"  [{'x' if ok else ' '}] {target}")

@@ -74,6 +74,11 @@ PAD_MULTIPLE_CUDA = 8  # tensor-core friendly shapes
 # Benchmarks only: "group_by_length" trains with transformers' sampler instead of length buckets,
 # so bench/ can measure the difference in one run.
 SAMPLER_ENV = "GOLORA_TRAIN_SAMPLER"
+# Benchmarks only: "liger" adds Liger's fused RMSNorm, SwiGLU and RoPE kernels (CUDA, liger-kernel
+# installed) to TRL's fused LM head, so bench/ measures them before they become a default.
+LAYER_KERNELS_ENV = "GOLORA_LAYER_KERNELS"
+LIGER_LAYER_KERNELS = {"rms_norm": True, "swiglu": True, "rope": True,
+                       "cross_entropy": False, "fused_linear_cross_entropy": False}
 
 
 def loss_implementation() -> str:
@@ -88,6 +93,24 @@ def loss_implementation() -> str:
     if importlib.util.find_spec("liger_kernel") is not None:
         return LOSS_LIGER
     return LOSS_PLAIN
+
+
+def liger_arguments(loss_impl: str, *, cuda: bool, requested: str | None, available: bool) -> dict:
+    """SFTConfig arguments for Liger Kernel.
+
+    Its fused linear cross-entropy when that is the loss (TRL without the fused LM head); its
+    layer kernels when ``requested`` is "liger", there is a GPU (they are Triton kernels) and the
+    package is ``available``. TRL >= 1.x refuses the fused cross-entropy next to its own LM head,
+    so the layer kernels always leave it off.
+    """
+    if loss_impl == LOSS_LIGER:
+        return {"use_liger_kernel": True}
+    if requested != "liger":
+        return {"use_liger_kernel": False}
+    if not cuda or not available:
+        log.warning("%s=liger ignored: %s", LAYER_KERNELS_ENV, "no GPU" if not cuda else "liger-kernel not installed")
+        return {"use_liger_kernel": False}
+    return {"use_liger_kernel": True, "liger_kernel_config": dict(LIGER_LAYER_KERNELS)}
 
 
 def sft_config(**kwargs):
@@ -400,7 +423,8 @@ class TrainingRun:
             padding_free=False,
             completion_only_loss=True,
             pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda else None,
-            use_liger_kernel=loss_impl == LOSS_LIGER,
+            **liger_arguments(loss_impl, cuda=cuda, requested=os.environ.get(LAYER_KERNELS_ENV),
+                              available=importlib.util.find_spec("liger_kernel") is not None),
             logging_steps=t.logging_steps,
             logging_first_step=True,
             logging_nan_inf_filter=False,  # the divergence guard must see a NaN/inf loss, not an average hiding it
