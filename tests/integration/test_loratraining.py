@@ -27,6 +27,12 @@ def cond(obj, type_):
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
+def finished(api, ns, name, *, timeout):
+    """The LoraTraining once its phase is Succeeded or Failed."""
+    return wait_for(lambda: (o := get(api, ns, "loratrainings", name)).get("status", {}).get("phase")
+                    in ("Succeeded", "Failed") and o, timeout=timeout, interval=0.5, what=f"{name} finished")
+
+
 @pytest.fixture(scope="module")
 def tiny_base():
     from golora_trainer.tiny import TinySpec, ensure_tiny
@@ -102,14 +108,10 @@ def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namesp
     """Fault injection: the trainer raises CUDA's OOM error for micro-batches above 2."""
     model = put_model(job_runner, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
-    job_runner.extra_env["GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH"] = "2"
-    try:
+    with job_runner.env(GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH="2"):
         custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
             "oom", model, microBatchSize=8, effectiveBatchSize=8, maxSteps=4))
-        done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "oom")).get("status", {}).get("phase")
-                        in ("Succeeded", "Failed") and o, timeout=400, interval=0.5, what="oom training finished")
-    finally:
-        job_runner.extra_env.pop("GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH", None)
+        done = finished(api, namespace, "oom", timeout=400)
     status = done["status"]
     assert [(a["attempt"], a.get("microBatchSize"), a["outcome"]) for a in status["attempts"]] == [
         (1, None, "OutOfMemory"), (2, 4, "OutOfMemory"), (3, 2, "Succeeded")]
@@ -149,18 +151,14 @@ def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace,
     """The node dies mid-training (the process is SIGKILLed): the next attempt resumes."""
     model = put_model(job_runner, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=300))
-    job_runner.extra_env["GOLORA_PROGRESS_INTERVAL"] = "0.5"
-    try:
+    with job_runner.env(GOLORA_PROGRESS_INTERVAL="0.5"):
         custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
             "killed", model, maxSteps=40, checkpointSteps=10, loggingSteps=2))
         wait_for(lambda: ((get(api, namespace, "loratrainings", "killed").get("status") or {})
                           .get("progress") or {}).get("step", 0) >= 12, timeout=300, interval=0.2,
                  what="training past step 10")
         job_runner.kill(namespace, "killed-lt-g1-a1")
-        done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "killed")).get("status", {}).get("phase")
-                        in ("Succeeded", "Failed") and o, timeout=400, interval=0.5, what="killed training finished")
-    finally:
-        job_runner.extra_env.pop("GOLORA_PROGRESS_INTERVAL", None)
+        done = finished(api, namespace, "killed", timeout=400)
     status = done["status"]
     assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Interrupted"), (2, "Succeeded")], \
         {k: status.get("result", {}).get("qualityGate", {}).get(k) for k in ("reason", "message")}
@@ -184,8 +182,7 @@ def test_operator_down_while_training_converges_without_a_second_job(
         assert get(api, namespace, "loratrainings", "offline")["status"]["phase"] != "Succeeded"
     finally:
         operator.start()
-    done = wait_for(lambda: (o := get(api, namespace, "loratrainings", "offline"))["status"].get("phase")
-                    in ("Succeeded", "Failed") and o, timeout=60, what="converged")
+    done = finished(api, namespace, "offline", timeout=60)
     assert done["status"]["phase"] == "Succeeded"
     assert [j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector=selector).items] == \
         ["offline-lt-g1-a1"]

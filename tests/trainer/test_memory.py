@@ -11,6 +11,7 @@ from golora_trainer.memory import (
     LOSS_PLAIN,
     QWEN25_7B,
     ModelShape,
+    Recipe,
     accumulation_for,
     activation_bytes_per_token,
     estimate,
@@ -39,33 +40,33 @@ def test_weights_adapter_and_activations_match_design():
     assert est.adapter == pytest.approx(0.16 * GB, rel=0.02)
     assert activation_bytes_per_token(s, gradient_checkpointing=True) == pytest.approx(0.45e6, rel=0.05)
     assert 6.5e6 <= activation_bytes_per_token(s, gradient_checkpointing=False) <= 9e6
-    plain = estimate(s, 1000, loss=LOSS_PLAIN).logits / 1000
+    plain = estimate(s, 1000, Recipe(loss=LOSS_PLAIN)).logits / 1000
     assert 1.5e6 <= plain <= 2.4e6  # 1.5-2.4 MB/token with a plain loss
 
 
 def test_plain_loss_on_t4_fits_one_2048_sequence_but_not_4x1024():
     # DESIGN.md: T_max ~2.1k-3.1k tokens with the nll row; 4 x 1024 is the blog's OOM.
-    cap = max_tokens(T4_BYTES, QWEN25_7B, gradient_checkpointing=True, loss=LOSS_PLAIN)
+    cap = max_tokens(T4_BYTES, QWEN25_7B, Recipe(loss=LOSS_PLAIN), gradient_checkpointing=True)
     assert 2048 <= cap < 4096
-    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 2048, 16, loss=LOSS_PLAIN)
+    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 2048, 16, Recipe(loss=LOSS_PLAIN))
     assert plan.micro_batch_size == 1 and plan.gradient_accumulation_steps == 16
     assert plan.gradient_checkpointing
     assert plan.estimate.total <= T4_LIMIT
 
 
 def test_t4_auto_picks_a_small_micro_batch_that_fits_under_14_5_gib():
-    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 2048, 16, loss=LOSS_FUSED)
+    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 2048, 16, Recipe(loss=LOSS_FUSED))
     assert 1 <= plan.micro_batch_size <= 4
     assert plan.gradient_checkpointing  # a T4 cannot hold 7 MB/token of activations
     assert plan.micro_batch_size * plan.gradient_accumulation_steps == 16  # effective batch kept
     assert plan.estimate.total <= T4_LIMIT
     # and one step more would not fit the usable 88 %
-    bigger = estimate(QWEN25_7B, (2 * plan.micro_batch_size) * 2048, loss=LOSS_FUSED)
+    bigger = estimate(QWEN25_7B, (2 * plan.micro_batch_size) * 2048, Recipe(loss=LOSS_FUSED))
     assert bigger.total > 0.88 * T4_BYTES or plan.micro_batch_size * 2 > 4
 
 
 def test_blog_batch_4_is_flagged_with_a_plain_loss():
-    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 1024, 16, loss=LOSS_PLAIN, requested=4)
+    plan = plan_micro_batch(T4_BYTES, QWEN25_7B, 1024, 16, Recipe(loss=LOSS_PLAIN), requested=4)
     assert plan.micro_batch_size == 4
     assert plan.notes and "may run out of memory" in plan.notes[0]
 

@@ -142,12 +142,12 @@ def cmd_tiny(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .memory import GIB, LOSS_FUSED, LOSS_PLAIN, QWEN25_7B, ModelShape, plan_micro_batch
+    from .memory import GIB, LOSS_FUSED, LOSS_PLAIN, QWEN25_7B, ModelShape, Recipe, plan_micro_batch
 
     shape = QWEN25_7B if args.config is None else ModelShape.from_config(json.loads(Path(args.config).read_text()))
     plan = plan_micro_batch(
         args.gpu_gib * GIB, shape, args.seq_len, args.effective_batch_size,
-        quantized=args.quantization == "nf4", loss=LOSS_PLAIN if args.plain_loss else LOSS_FUSED,
+        Recipe(quantized=args.quantization == "nf4", loss=LOSS_PLAIN if args.plain_loss else LOSS_FUSED),
         requested=args.micro_batch_size,
     )
     est = plan.estimate

@@ -115,6 +115,18 @@ QWEN25_7B = ModelShape(
 )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the run trains, apart from the micro-batch: what every estimate below depends on."""
+
+    quantized: bool = True
+    double_quant: bool = True
+    lora_r: int = 16
+    targets: tuple[str, ...] = tuple(DEFAULT_TARGET_MODULES)
+    loss: str = LOSS_FUSED
+    half_bytes: int = 2  # bytes of a weight/activation element: 2 (fp16/bf16) or 4 (fp32)
+
+
 @dataclass
 class MemoryEstimate:
     """Bytes per component for one micro-batch of ``tokens`` tokens."""
@@ -171,28 +183,20 @@ def logits_bytes(shape: ModelShape, tokens: int, *, loss: str = LOSS_FUSED) -> f
 
 
 def estimate(
-    shape: ModelShape,
-    tokens: int,
-    *,
-    quantized: bool = True,
-    double_quant: bool = True,
-    lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
-    gradient_checkpointing: bool = True,
-    loss: str = LOSS_FUSED,
-    half_bytes: int = 2,
+    shape: ModelShape, tokens: int, recipe: Recipe = Recipe(), *, gradient_checkpointing: bool = True
 ) -> MemoryEstimate:
     """Peak bytes of one training step with ``tokens`` tokens in the micro-batch."""
+    r = recipe
     return MemoryEstimate(
         tokens=tokens,
         context=CUDA_CONTEXT_BYTES,
-        weights=weight_bytes(shape, quantized=quantized, double_quant=double_quant, half_bytes=half_bytes),
-        adapter=shape.lora_params(lora_r, targets) * ADAPTER_BYTES_PER_PARAM,
+        weights=weight_bytes(shape, quantized=r.quantized, double_quant=r.double_quant, half_bytes=r.half_bytes),
+        adapter=shape.lora_params(r.lora_r, r.targets) * ADAPTER_BYTES_PER_PARAM,
         activations=tokens
         * activation_bytes_per_token(
-            shape, gradient_checkpointing=gradient_checkpointing, n_targets=len(targets), act_bytes=half_bytes
+            shape, gradient_checkpointing=gradient_checkpointing, n_targets=len(r.targets), act_bytes=r.half_bytes
         ),
-        logits=logits_bytes(shape, tokens, loss=loss),
+        logits=logits_bytes(shape, tokens, loss=r.loss),
     )
 
 
@@ -227,25 +231,13 @@ def accumulation_for(micro_batch: int, effective_batch: int) -> tuple[int, int]:
 
 
 def max_tokens(
-    gpu_bytes: float,
-    shape: ModelShape,
-    *,
-    gradient_checkpointing: bool,
-    quantized: bool = True,
-    double_quant: bool = True,
-    lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
-    loss: str = LOSS_FUSED,
-    half_bytes: int = 2,
+    gpu_bytes: float, shape: ModelShape, recipe: Recipe = Recipe(), *, gradient_checkpointing: bool
 ) -> int:
     """Largest token count per micro-batch whose estimate fits USABLE_FRACTION of gpu_bytes."""
     budget = USABLE_FRACTION * gpu_bytes
 
     def fits(tokens: int) -> bool:
-        return estimate(
-            shape, tokens, quantized=quantized, double_quant=double_quant, lora_r=lora_r, targets=targets,
-            gradient_checkpointing=gradient_checkpointing, loss=loss, half_bytes=half_bytes,
-        ).total <= budget
+        return estimate(shape, tokens, recipe, gradient_checkpointing=gradient_checkpointing).total <= budget
 
     if not fits(0):
         return 0
@@ -264,13 +256,8 @@ def plan_micro_batch(
     shape: ModelShape,
     seq_len: int,
     effective_batch: int,
+    recipe: Recipe = Recipe(),
     *,
-    quantized: bool = True,
-    double_quant: bool = True,
-    lora_r: int = 16,
-    targets: tuple[str, ...] | list[str] = DEFAULT_TARGET_MODULES,
-    loss: str = LOSS_FUSED,
-    half_bytes: int = 2,
     requested: int | None = None,
 ) -> MicroBatchPlan:
     """Micro-batch, accumulation and checkpointing for sequences of up to ``seq_len`` tokens.
@@ -281,11 +268,9 @@ def plan_micro_batch(
     ``requested`` (an explicit spec value or the operator's OOM override) is kept as is; the
     plan then only decides checkpointing and reports the estimate.
     """
-    kw = dict(quantized=quantized, double_quant=double_quant, lora_r=lora_r, targets=targets, loss=loss,
-              half_bytes=half_bytes)
     notes: list[str] = []
-    t_ckpt = max_tokens(gpu_bytes, shape, gradient_checkpointing=True, **kw)
-    t_full = max_tokens(gpu_bytes, shape, gradient_checkpointing=False, **kw)
+    t_ckpt = max_tokens(gpu_bytes, shape, recipe, gradient_checkpointing=True)
+    t_full = max_tokens(gpu_bytes, shape, recipe, gradient_checkpointing=False)
     cap = min(effective_batch, max(1, MAX_TOKENS_PER_MICRO_BATCH // max(seq_len, 1)))
     if requested is not None:
         micro = max(1, min(requested, effective_batch))
@@ -307,5 +292,5 @@ def plan_micro_batch(
             micro, ckpt = by_ckpt, True
             reason = f"{seq_len}-token sequences: {t_ckpt} tokens fit with gradient checkpointing"
     micro, accumulation = accumulation_for(micro, effective_batch)
-    est = estimate(shape, micro * seq_len, gradient_checkpointing=ckpt, **kw)
+    est = estimate(shape, micro * seq_len, recipe, gradient_checkpointing=ckpt)
     return MicroBatchPlan(micro, accumulation, ckpt, seq_len, gpu_bytes, est, reason, notes)

@@ -50,7 +50,7 @@ from .data import Formatter, data_digest, holdout, read_pairs, to_dataset, token
 from .errors import TrainerError, classify  # noqa: E402
 from .evaluate import eval_loss, generate  # noqa: E402
 from .gate import decide, generation_metrics, go_parse_rate  # noqa: E402
-from .memory import LOSS_FUSED, LOSS_PLAIN, ModelShape, accumulation_for, plan_micro_batch  # noqa: E402
+from .memory import LOSS_FUSED, LOSS_PLAIN, ModelShape, Recipe, accumulation_for, plan_micro_batch  # noqa: E402
 from .modelio import (  # noqa: E402
     check_prequantized,
     detect_device,
@@ -81,6 +81,10 @@ LIGER_LAYER_KERNELS = {"rms_norm": True, "swiglu": True, "rope": True,
                        "cross_entropy": False, "fused_linear_cross_entropy": False}
 
 
+def liger_installed() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 def loss_implementation() -> str:
     """The memory-saving loss available: TRL's fused chunked LM head (TRL >= 1.x, its default),
     else Liger's fused linear cross-entropy when liger-kernel is importable, else plain."""
@@ -90,7 +94,7 @@ def loss_implementation() -> str:
         return LOSS_FUSED
     except ImportError:
         pass
-    if importlib.util.find_spec("liger_kernel") is not None:
+    if liger_installed():
         return LOSS_LIGER
     return LOSS_PLAIN
 
@@ -238,13 +242,13 @@ class TrainingRun:
             training.micro_batch_size if isinstance(training.micro_batch_size, int) else None
         )
         if device.cuda:
-            mplan = plan_micro_batch(
-                device.total_bytes, shape, seq_len, effective,
+            recipe = Recipe(
                 quantized=spec.quantization.type == "nf4", double_quant=spec.quantization.double_quant,
-                lora_r=spec.lora.r, targets=spec.lora.target_modules,
+                lora_r=spec.lora.r, targets=tuple(spec.lora.target_modules),
                 loss=LOSS_FUSED if loss_impl != LOSS_PLAIN else LOSS_PLAIN,
-                half_bytes=4 if plan.name == "fp32" else 2, requested=requested,
+                half_bytes=4 if plan.name == "fp32" else 2,
             )
+            mplan = plan_micro_batch(device.total_bytes, shape, seq_len, effective, recipe, requested=requested)
             micro, accumulation, ckpt = mplan.micro_batch_size, mplan.gradient_accumulation_steps, mplan.gradient_checkpointing
             self.fields["estimated_peak_memory_bytes"] = int(mplan.estimate.total)
             log.info("memory plan: micro-batch %d x %d accumulation, gradient checkpointing %s, ~%.1f GiB (%s)%s",
@@ -424,7 +428,7 @@ class TrainingRun:
             completion_only_loss=True,
             pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda else None,
             **liger_arguments(loss_impl, cuda=cuda, requested=os.environ.get(LAYER_KERNELS_ENV),
-                              available=importlib.util.find_spec("liger_kernel") is not None),
+                              available=liger_installed()),
             logging_steps=t.logging_steps,
             logging_first_step=True,
             logging_nan_inf_filter=False,  # the divergence guard must see a NaN/inf loss, not an average hiding it
