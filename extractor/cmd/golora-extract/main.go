@@ -6,6 +6,9 @@
 //	golora-extract run [--config FILE]   extract a dataset; the config is one JSON
 //	                                     document from FILE or $GOLORA_CONFIG
 //	golora-extract check [FILE|-]        report how many JSONL snippets parse as Go
+//	golora-extract check --typecheck [--goroot DIR] [FILE|-]
+//	                                     also type-check snippets of standard library
+//	                                     pairs ("meta") in place of the original function
 //
 // run exits 0 on success, 2 for an invalid config or source, 3 when a source
 // cannot be found or fetched, 4 when no pair survives the filters, 1 otherwise.
@@ -20,8 +23,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,7 +62,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	case "run":
 		return runCmd(args[1:], stderr, getenv)
 	case "check":
-		return checkCmd(args[1:], stdin, stdout, stderr)
+		return checkCmd(args[1:], stdin, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -71,6 +76,10 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   golora-extract run [--config FILE]   extract a dataset (config from FILE or $GOLORA_CONFIG)
   golora-extract check [FILE|-]        count JSONL snippets ("code" or "output") that parse as Go
+  golora-extract check --typecheck [--goroot DIR] [FILE|-]
+                                       also type-check each snippet whose "meta" (as the
+                                       extractor writes it) names a standard library function,
+                                       in that function's place in its own package
 `)
 }
 
@@ -128,14 +137,18 @@ func fail(rep *report.Reporter, err error, logf func(string, ...any), getenv fun
 	return fe.Reason.ExitCode()
 }
 
-func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 1 {
-		fmt.Fprintln(stderr, "usage: golora-extract check [FILE|-]")
+func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	typecheck := fs.Bool("typecheck", false, `also type-check snippets whose "meta" names a standard library function, in its place`)
+	goroot := fs.String("goroot", "", "GOROOT whose src/ holds the standard library (default $GOROOT, else `go env GOROOT`)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: golora-extract check [--typecheck [--goroot DIR]] [FILE|-]")
 		return 2
 	}
 	in := stdin
-	if len(args) == 1 && args[0] != "-" {
-		f, err := os.Open(args[0])
+	if fs.NArg() == 1 && fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
 		if err != nil {
 			fmt.Fprintf(stderr, "golora-extract check: %v\n", err)
 			return 1
@@ -143,9 +156,24 @@ func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer f.Close()
 		in = f
 	}
-	rep, err := check.Reader(in, func(line int, err error) {
+	bad := func(line int, err error) {
 		fmt.Fprintf(stderr, "golora-extract check: line %d: %v (counted as not parsed)\n", line, err)
-	})
+	}
+	var rep check.Report
+	var err error
+	if *typecheck {
+		var tc *check.TypeChecker
+		note := ""
+		root := findGoroot(*goroot, getenv)
+		if root == "" {
+			note = "no type check: no GOROOT with sources (--goroot, $GOROOT or go on PATH)"
+		} else if tc, err = check.NewTypeChecker(root); err != nil {
+			note = "no type check: " + err.Error()
+		}
+		rep, err = check.ReaderWith(in, tc, note, bad)
+	} else {
+		rep, err = check.Reader(in, bad)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "golora-extract check: %v\n", err)
 		return 1
@@ -155,6 +183,21 @@ func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// findGoroot is the flag, else $GOROOT, else what `go env GOROOT` says.
+func findGoroot(flagValue string, getenv func(string) string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := getenv("GOROOT"); v != "" {
+		return v
+	}
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func askpass(file string, args []string) int {

@@ -112,6 +112,41 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestCheckTypecheck(t *testing.T) {
+	in := `{"code": "func ToUpper(s string) string {\n\treturn 1\n}", "meta": {"repo": "go-src/src", "path": "strings/strings.go", "package": "strings", "name": "ToUpper"}}` + "\n" +
+		`{"code": "func f() {}"}` + "\n"
+	var out, stderr bytes.Buffer
+	if code := Main([]string{"check", "--typecheck"}, strings.NewReader(in), &out, &stderr, os.Getenv); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var rep struct {
+		Total, Parsed, TypeCheckable, TypeCheckPassed int
+		TypeCheckRate                                 *float64
+		Note                                          string
+		Results                                       []struct{ TypeCheck, Detail string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Note != "" {
+		t.Skipf("no GOROOT here: %s", rep.Note)
+	}
+	if rep.Total != 2 || rep.Parsed != 2 || rep.TypeCheckable != 1 || rep.TypeCheckPassed != 0 ||
+		rep.TypeCheckRate == nil || *rep.TypeCheckRate != 0 || len(rep.Results) != 2 ||
+		rep.Results[0].TypeCheck != "error" || rep.Results[1].TypeCheck != "skipped" {
+		t.Errorf("check --typecheck: %s", out.String())
+	}
+	out.Reset()
+	nowhere := filepath.Join(t.TempDir(), "go")
+	if code := Main([]string{"check", "--typecheck", "--goroot", nowhere}, strings.NewReader(in), &out, io.Discard, os.Getenv); code != 0 ||
+		!strings.Contains(out.String(), `"note":"no type check: `) || !strings.Contains(out.String(), `"typeCheckable":0`) {
+		t.Errorf("check --typecheck without a GOROOT: exit %d, %s", code, out.String())
+	}
+	if code := Main([]string{"check", "--bogus"}, strings.NewReader(in), &out, io.Discard, os.Getenv); code != 2 {
+		t.Errorf("unknown flag: exit %d", code)
+	}
+}
+
 // TestBinary builds golora-extract and runs it as a Job would: config from
 // GOLORA_CONFIG, status patched on a TLS API server, askpass mode.
 func TestBinary(t *testing.T) {
