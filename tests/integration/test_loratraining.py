@@ -93,7 +93,9 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
     assert result["adapterPath"] == f"adapters/{namespace}/go-adapter"
     assert result["precision"] == "fp32" and status["expectedPrecision"] == "fp32"
     assert cond(done, "QualityGatePassed")["status"] == "True"
-    assert result["qualityGate"]["goParseRate"] is not None  # golora-extract check ran in the gate
+    gate = result["qualityGate"]  # golora-extract check ran in the gate, on the base and on the adapter
+    assert gate["adapter"]["goParseRate"] is not None and gate["base"]["goParseRate"] is not None
+    assert gate["comparison"].startswith("parse ") and result["goParseRate"] == gate["adapter"]["goParseRate"]
     assert cond(done, "Succeeded")["status"] == "True"
     assert [a["outcome"] for a in status["attempts"]] == ["Succeeded"]
     from golora.vllm import validate_adapter_dir

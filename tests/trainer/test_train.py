@@ -74,13 +74,26 @@ def test_tiny_go_model_trains_passes_the_gate_and_reports(go_store, tiny_base, s
     assert result["rank"] == 16
     assert 0.8 < result["paddingEfficiency"] <= 1.0  # length-bucketed micro-batches
     gate = result["qualityGate"]
-    assert gate["passed"] is True and gate["reason"] == GATE_PASSED
-    assert gate["whitespaceRatio"] < 0.5 and gate["longestRepeatRun"] < 32 and gate["distinct2"] >= 0.2
-    assert gate["eosRate"] > 0.5 and gate["prompts"] == 8 and gate["evalLossRatio"] < 1
+    assert gate["passed"] is True and gate["reason"] == GATE_PASSED, gate["message"]
+    adapter, base = gate["adapter"], gate["base"]  # the same prompts through both models
+    assert adapter["whitespaceRatio"] < 0.5 and adapter["longestRepeatRun"] < 32 and adapter["distinct2"] >= 0.2
+    assert adapter["eosRate"] > 0.5 and gate["prompts"] == adapter["prompts"] == base["prompts"] == 8
+    assert gate["evalLossRatio"] < 1 and base["whitespaceRatio"] is not None and base["eosRate"] is not None
+    assert len(gate["samples"]) == 3 and all(s["prompt"] and s["base"] is not None for s in gate["samples"])
     if extractor_binary:
-        assert gate["goParseRate"] is not None and gate["goParseChecked"] == 8
+        assert adapter["goParseRate"] is not None and adapter["goParseChecked"] == base["goParseChecked"] == 8
+        assert result["goParseRate"] == adapter["goParseRate"]
+        assert gate["comparison"] == f"parse {adapter['goParseRate']:.2f} vs {base['goParseRate']:.2f}"
+        if (go_store / "SOURCE").read_text().startswith("golora-extract"):  # pairs with meta: stdlib type check
+            assert adapter["typeCheckable"] == base["typeCheckable"] == 8
+            assert adapter["typeCheckRate"] is not None and base["typeCheckRate"] is not None
+        print(f"\ntiny model after 40 steps, 8 held-out stdlib prompts: parse {adapter['goParseRate']} vs base "
+              f"{base['goParseRate']}, type-check {adapter.get('typeCheckRate')} vs {base.get('typeCheckRate')}, "
+              f"whitespace {adapter['whitespaceRatio']:.3f} vs {base['whitespaceRatio']:.3f}, distinct-2 "
+              f"{adapter['distinct2']:.3f} vs {base['distinct2']}, run {adapter['longestRepeatRun']} vs "
+              f"{base['longestRepeatRun']}, EOS {adapter['eosRate']} vs {base['eosRate']}; {gate['comparison']}")
     else:
-        assert gate["goParseRate"] is None and gate["notes"]
+        assert adapter["goParseRate"] is None and gate["notes"]
 
     # live progress in status, then the same result
     progress = status_server.progress()
@@ -109,7 +122,11 @@ def test_collapsed_adapter_is_stopped_by_the_gate(go_store, tiny_random, status_
     assert validate_adapter_dir(out / "rejected").ok  # kept for inspection
     gate = rejected["qualityGate"]
     assert gate["passed"] is False and gate["reason"] == GATE_DEGENERATE_OUTPUT
-    assert gate["whitespaceRatio"] > 0.5 and gate["longestRepeatRun"] >= 32
+    assert gate["adapter"]["whitespaceRatio"] > 0.5 and gate["adapter"]["longestRepeatRun"] >= 32
+    # refused twice over: by the absolute collapse guard and against its own (random) base
+    assert "collapse guard" in gate["message"] and "vs base" in gate["message"], gate["message"]
+    assert gate["base"]["whitespaceRatio"] < gate["adapter"]["whitespaceRatio"]
+    print(f"\ncollapsed adapter: {gate['comparison']}; {gate['message']}")
     assert rejected["failure"]["reason"] == REASON_QUALITY_GATE_FAILED
     assert rejected["trainLoss"] > 5  # a loss like the blog's 7.76
     assert status_server.results()[-1]["qualityGate"]["reason"] == GATE_DEGENERATE_OUTPUT

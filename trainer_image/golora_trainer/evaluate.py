@@ -1,4 +1,5 @@
-"""Eval loss on exactly the same completion tokens for base and adapter, and greedy generations.
+"""Eval loss on exactly the same completion tokens for base and adapter, greedy generations, and
+the quality gate that compares both models' generations on the same held-out prompts.
 
 The base model's loss is the anchor the blog lacked: its 7.76 would have been compared with
 a base eval loss near 1 and flagged. Loss is the token-weighted mean NLL over completion
@@ -13,6 +14,9 @@ import logging
 import math
 from dataclasses import dataclass
 
+from golora.api.loratraining import QualityGate, QualityGateResult
+
+from . import gate as g
 from .data import IGNORE_INDEX, Example
 from .gate import Generation
 
@@ -144,3 +148,59 @@ def generate(
     if was_training:
         model.train()
     return [g for g in out if g is not None]
+
+
+def base_model_off(model):
+    """Context in which ``model`` is its base (PEFT's ``disable_adapter``), or None if it has none."""
+    disable = getattr(model, "disable_adapter", None)
+    return disable() if callable(disable) else None
+
+
+def run_gate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    prompt_texts: list[str],
+    metas: list[dict | None],
+    *,
+    gate: QualityGate,
+    eos_ids: list[int],
+    pad_id: int,
+    precision: str,
+    batch_size: int,
+    eval_loss: float | None,
+    base_eval_loss: float | None,
+    extractor_binary: str,
+    goroot: str | None = None,
+) -> tuple[QualityGateResult, list[Generation]]:
+    """The quality gate on a trained PEFT model: greedy generations for ``prompts`` with the
+    adapter and (``gate.compareWithBase``) with it disabled — the base, same weights, no second
+    load — the same token budget and template; both through the Go parse / type check in one
+    ``golora-extract`` run; the verdict. Returns the result and the adapter's generations."""
+    opts = dict(max_new_tokens=gate.max_new_tokens, batch_size=batch_size, eos_ids=eos_ids, pad_id=pad_id,
+                precision=precision)
+    result = QualityGateResult(prompts=len(prompts), eval_loss=eval_loss, base_eval_loss=base_eval_loss)
+    adapter = generate(model, tokenizer, prompts, **opts)
+    base: list[Generation] | None = None
+    if gate.compare_with_base:
+        ctx = base_model_off(model)
+        if ctx is None:
+            result.notes.append("base generations skipped: the model has no adapter to disable")
+        else:
+            with ctx:
+                base = generate(model, tokenizer, prompts, **opts)
+    groups = [[x.text for x in adapter]] + ([[x.text for x in base]] if base is not None else [])
+    checks, notes = g.go_checks(groups, extractor_binary, [metas] * len(groups), goroot=goroot)
+    result.notes.extend(notes)
+    a_check, b_check = checks[0], (checks[1] if base is not None else None)
+    result.adapter = g.generation_metrics(adapter)
+    g.apply_checks(result.adapter, a_check)
+    if base is not None:
+        result.base = g.generation_metrics(base)
+        g.apply_checks(result.base, b_check)
+    if a_check.parse_rate is not None and result.adapter.type_checkable == 0:
+        reasons = sorted({d for d in a_check.type_details if d})
+        result.notes.append("no generation could be type-checked (only parsed): " + "; ".join(reasons[:3]))
+    result.samples = g.side_by_side(prompt_texts, adapter, base, a_check, b_check)
+    g.decide(result, gate)
+    return result, adapter

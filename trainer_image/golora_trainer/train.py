@@ -48,8 +48,9 @@ from .callbacks import (  # noqa: E402
 )
 from .data import Formatter, data_digest, holdout, read_pairs, to_dataset, tokenize_pairs  # noqa: E402
 from .errors import TrainerError, classify  # noqa: E402
-from .evaluate import eval_loss, generate  # noqa: E402
-from .gate import decide, generation_metrics, go_parse_rate  # noqa: E402
+from .evaluate import eval_loss, run_gate  # noqa: E402
+from .gate import pair_metas  # noqa: E402
+from .gosrc import goroot  # noqa: E402
 from .memory import LOSS_FUSED, LOSS_PLAIN, ModelShape, Recipe, accumulation_for, plan_micro_batch  # noqa: E402
 from .modelio import (  # noqa: E402
     check_prequantized,
@@ -343,7 +344,7 @@ class TrainingRun:
                                             eval_loss=ev.loss, base_eval_loss=baseline["loss"])
             passed = True
         self.fields["quality_gate"] = gate_result.model_dump(by_alias=True, mode="json")
-        self.fields["go_parse_rate"] = gate_result.go_parse_rate
+        self.fields["go_parse_rate"] = gate_result.adapter.go_parse_rate if gate_result.adapter else None
         self.fields["repetition"] = self._repetition
 
         # save ----------------------------------------------------------------------------
@@ -471,28 +472,29 @@ class TrainingRun:
     def quality_gate(self, model, tokenizer, fmt, eval_pairs, adapter_loss, base_loss, precision, cuda):
         spec = self.spec.quality_gate
         budget = self.spec.training.max_seq_length
-        prompts = []
+        chosen = []
         for pair in eval_pairs:
             ids = fmt.prompt_ids(pair.instruction)
             if len(ids) <= budget:
-                prompts.append(ids)
-            if len(prompts) >= spec.prompts:
+                chosen.append((pair, ids))
+            if len(chosen) >= spec.prompts:
                 break
+        # the type check finds each pair's original function through the extractor's meta
+        eval_file = self.store / self.cfg.eval_path if self.cfg.eval_path else self.store / self.cfg.train_path
+        metas = pair_metas(eval_file)
         eos_ids = sorted({fmt.eos_token_id, *_as_list(getattr(model, "generation_config", None))})
-        gens = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
-                        batch_size=16 if cuda else 8, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id,
-                        precision=precision)
-        result = generation_metrics(gens)
-        result.eval_loss, result.base_eval_loss = adapter_loss, base_loss
-        rate, checked, note = go_parse_rate([g.text for g in gens], self.cfg.extractor_binary)
-        result.go_parse_rate, result.go_parse_checked = rate, checked or None
-        if note:
-            result.notes.append(note)
-        passed, reason, message = decide(result, spec)
+        root = goroot()
+        result, gens = run_gate(
+            model, tokenizer, [ids for _, ids in chosen], [p.instruction for p, _ in chosen],
+            [metas.get((p.instruction, p.output)) for p, _ in chosen], gate=spec, eos_ids=eos_ids,
+            pad_id=tokenizer.pad_token_id, precision=precision, batch_size=16 if cuda else 8,
+            eval_loss=adapter_loss, base_eval_loss=base_loss, extractor_binary=self.cfg.extractor_binary,
+            goroot=str(root) if root else None)
         total_tokens = sum(len(g.token_ids) for g in gens)
-        self._repetition = round(result.longest_repeat_run / total_tokens, 4) if total_tokens else None
-        log.info("quality gate %s: %s", reason, message)
-        return result, passed
+        run = result.adapter.longest_repeat_run if result.adapter else None
+        self._repetition = round(run / total_tokens, 4) if total_tokens and run is not None else None
+        log.info("quality gate %s (%s): %s", result.reason, result.comparison, result.message)
+        return result, bool(result.passed)
 
 
 @functools.cache

@@ -161,23 +161,55 @@ class Placement(CamelModel):
 
 
 class QualityGate(CamelModel):
-    """Checks after training that keep a collapsed adapter (e.g. one emitting only tabs) from being served."""
+    """Checks after training that keep a collapsed or worse-than-base adapter from being served.
+
+    The base model (the same weights, adapter disabled) and the adapter generate greedily for the
+    same held-out prompts; by default the adapter is judged against the base, so the rules mean
+    the same on a tiny model and on a 7B one. Collapse guards (mostly whitespace, almost no
+    distinct bigrams) fail an adapter whatever the base does; the absolute thresholds below are
+    off unless set."""
 
     enabled: bool = Field(True, description="Run the gate; Succeeded requires it to pass.")
     prompts: int = Field(8, ge=1, le=256, description="Held-out prompts generated greedily.")
     max_new_tokens: int = Field(128, ge=8, le=4096, description="Tokens generated per prompt.")
-    max_whitespace_ratio: float = Field(
-        0.5, ge=0, le=1, description="Fail (DegenerateOutput) if more of the output than this is whitespace."
+    compare_with_base: bool = Field(
+        True, description="Generate with the base model too (adapter disabled) and judge the adapter against it; "
+        "false: collapse guards, absolute thresholds and eval loss only."
     )
-    max_repeat_run: int = Field(
-        32, ge=2, description="Fail (DegenerateOutput) if one token repeats this many times in a row."
+    whitespace_tolerance: float = Field(
+        0.1, ge=0, le=1,
+        description="Fail (DegenerateOutput) if the adapter's whitespace ratio exceeds the base's by more than this.",
     )
-    min_distinct2: float = Field(0.2, ge=0, le=1, description="Minimum distinct-2 ratio of generated tokens.")
+    repeat_run_factor: float = Field(
+        2.0, ge=1,
+        description="Fail (DegenerateOutput) if the adapter's longest run of one token is longer than this many "
+        "times the base's (and than 16 tokens).",
+    )
+    min_distinct2_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Fail (DegenerateOutput) if the adapter's distinct-2 is under this fraction of the base's "
+        "(structured code repeats some bigrams; a looping adapter repeats most).",
+    )
+    parse_rate_tolerance: float = Field(
+        0.1, ge=0, le=1,
+        description="Fail (LowParseRate) if the adapter's Go parse rate is below the base's by more than this.",
+    )
     max_eval_loss_ratio: float = Field(
         1.0, gt=0, description="Fail (WorseThanBase) unless adapter eval loss <= base eval loss x this."
     )
-    min_go_parse_rate: float = Field(
-        0.0, ge=0, le=1, description="Minimum fraction of generations that parse as Go declarations."
+    max_whitespace_ratio: float | None = Field(
+        None, ge=0, le=1,
+        description="Absolute: fail (DegenerateOutput) if more of the adapter's output than this is whitespace.",
+    )
+    max_repeat_run: int | None = Field(
+        None, ge=2, description="Absolute: fail (DegenerateOutput) if one token repeats this many times in a row."
+    )
+    min_distinct2: float | None = Field(
+        None, ge=0, le=1, description="Absolute: fail (DegenerateOutput) if the adapter's distinct-2 is below this."
+    )
+    min_go_parse_rate: float | None = Field(
+        None, ge=0, le=1,
+        description="Absolute: fail (LowParseRate) if fewer of the adapter's generations parse as Go.",
     )
 
 
@@ -251,28 +283,64 @@ class TrainingProgress(StatusModel):
     updated_at: str | None = Field(None, description="When the trainer wrote this (RFC 3339).")
 
 
+class GenerationMetrics(StatusModel):
+    """What one model (the base, or the adapter) generated for the gate's held-out prompts."""
+
+    prompts: int | None = Field(None, description="Prompts generated for.")
+    generated_tokens: int | None = Field(None, description="Tokens generated in all (EOS excluded).")
+    whitespace_ratio: float | None = Field(None, description="Share of whitespace characters (empty output: 1).")
+    whitespace_only_rate: float | None = Field(None, description="Fraction of generations that are only whitespace.")
+    empty_rate: float | None = Field(None, description="Fraction of generations with no text at all.")
+    longest_repeat_run: int | None = Field(None, description="Longest run of one repeated token.")
+    distinct1: float | None = Field(None, description="Unique tokens / tokens, averaged over generations.")
+    distinct2: float | None = Field(
+        None, description="Unique bigrams / bigrams, averaged over generations of 2 tokens or more."
+    )
+    eos_rate: float | None = Field(None, description="Fraction of generations that stopped at end-of-turn.")
+    go_parse_rate: float | None = Field(None, description="Fraction that parse as Go declarations.")
+    go_parse_checked: int | None = Field(None, description="Generations given to the Go parse check.")
+    type_check_rate: float | None = Field(
+        None, description="Fraction of type-checkable generations that type-check in place of the original "
+        "standard library function (go/types)."
+    )
+    type_checkable: int | None = Field(
+        None, description="Generations whose pair is a standard library function the type check could use."
+    )
+    type_check_passed: int | None = Field(None, description="Of those, how many type-check.")
+
+
+class GateSample(StatusModel):
+    """One held-out prompt with what the base model and the adapter answered (shortened)."""
+
+    prompt: str
+    base: str | None = None
+    adapter: str | None = None
+    base_parses: bool | None = None
+    adapter_parses: bool | None = None
+    base_type_check: str | None = Field(None, description="ok, error or skipped (not a standard library pair).")
+    adapter_type_check: str | None = Field(None, description="ok, error or skipped (not a standard library pair).")
+
+
 class QualityGateResult(StatusModel):
-    """Outcome of the quality gate."""
+    """Outcome of the quality gate: the adapter's generations next to the base model's."""
 
     passed: bool | None = None
-    reason: str | None = Field(None, description="e.g. Passed, DegenerateOutput, WorseThanBase.")
+    reason: str | None = Field(None, description="e.g. Passed, DegenerateOutput, WorseThanBase, LowParseRate.")
     message: str | None = None
-    whitespace_ratio: float | None = None
-    longest_repeat_run: int | None = None
-    distinct2: float | None = None
-    eos_rate: float | None = None
-    go_parse_rate: float | None = None
+    comparison: str | None = Field(
+        None, description="The comparison the verdict rests on, adapter vs base, e.g. 'parse 0.62 vs 0.48'."
+    )
+    prompts: int | None = Field(None, description="Held-out prompts generated greedily by each model.")
     eval_loss: float | None = Field(None, description="Adapter loss on the eval tokens.")
     base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
     eval_loss_ratio: float | None = Field(None, description="evalLoss / baseEvalLoss.")
-    prompts: int | None = Field(None, description="Held-out prompts generated greedily.")
-    whitespace_only_rate: float | None = Field(None, description="Fraction of generations that are only whitespace.")
-    empty_rate: float | None = Field(None, description="Fraction of generations with no text at all.")
-    distinct1: float | None = None
-    go_parse_checked: int | None = Field(None, description="Generations given to the Go parse check.")
+    adapter: GenerationMetrics | None = Field(None, description="The adapter's generations.")
+    base: GenerationMetrics | None = Field(
+        None, description="The base model's generations on the same prompts (same weights, adapter disabled)."
+    )
     notes: list[str] = Field(default_factory=list, description="Checks skipped and why.")
-    samples: list[str] = Field(
-        default_factory=list, description="The first generations, shortened (for people reading status)."
+    samples: list[GateSample] = Field(
+        default_factory=list, description="The first prompts with the base's and the adapter's answers, side by side."
     )
 
 
@@ -284,7 +352,7 @@ class TrainingResult(StatusModel):
     base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
     token_accuracy: float | None = None
     repetition: float | None = Field(None, description="Longest repeated-token run / generated tokens.")
-    go_parse_rate: float | None = None
+    go_parse_rate: float | None = Field(None, description="The adapter's Go parse rate (qualityGate.adapter).")
     precision: str | None = Field(None, description="Precision actually used (bf16, fp16, fp32).")
     micro_batch_size: int | None = Field(None, description="Micro-batch actually used.")
     gradient_accumulation_steps: int | None = None
@@ -359,6 +427,13 @@ KIND = KindInfo(
         PrinterColumn(name="Eval-Loss", type="number", json_path=".status.result.evalLoss"),
         PrinterColumn(name="Base-Loss", type="number", json_path=".status.result.baseEvalLoss", priority=1),
         PrinterColumn(name="Gate", type="string", json_path=".status.result.qualityGate.reason"),
+        PrinterColumn(name="Vs-Base", type="string", json_path=".status.result.qualityGate.comparison",
+                      description="The gate's key comparison, adapter vs base"),
+        PrinterColumn(name="Typecheck", type="number", json_path=".status.result.qualityGate.adapter.typeCheckRate",
+                      description="Adapter generations that type-check (standard library pairs)", priority=1),
+        PrinterColumn(name="Base-Typecheck", type="number",
+                      json_path=".status.result.qualityGate.base.typeCheckRate",
+                      description="Base model generations that type-check (standard library pairs)", priority=1),
         PrinterColumn(name="Precision", type="string", json_path=".status.expectedPrecision", priority=1),
         PrinterColumn(name="Attempt", type="integer", json_path=".status.attempt", priority=1),
         PrinterColumn(name="Message", type="string", json_path=".status.message", priority=1),
@@ -467,7 +542,7 @@ class TrainerConfig(CamelModel):
         None, ge=1, description="Operator override of the micro-batch (after an OutOfMemory: half the last)."
     )
     extractor_binary: str = Field(
-        "golora-extract", min_length=1, description="golora-extract binary for the Go parse check."
+        "golora-extract", min_length=1, description="golora-extract binary for the Go parse and type checks."
     )
     status_target: StatusTarget | None = Field(None, description="CR to report to; None: report nothing.")
     hf_token_file: str | None = Field(None, description="File holding a Hugging Face token (mounted Secret).")
