@@ -17,6 +17,10 @@ On one GPU (an H200 when available; CI never has one) this
    - ``golora-liger``: the same with Liger's fused RMSNorm/SwiGLU/RoPE kernels
      (``GOLORA_LAYER_KERNELS=liger``; needs liger-kernel and a GPU) — measured before it
      becomes a default;
+   - ``golora-packed``: the same with padding-free packed micro-batches
+     (``GOLORA_PACKING=padding_free``: each micro-batch one row, attention kept inside each
+     sample by PyTorch's varlen flash kernel); before training it checks, on the GPU, that the
+     packed and the padded batch of the same first samples give the same loss;
    - ``golora-bf16``: the same with ``quantization: none`` (bf16 LoRA, no 4-bit);
    - ``golora-profile``: a few steps under torch.profiler (kernels by GPU time, GPU busy
      fraction) — kept out of the measured runs;
@@ -297,10 +301,44 @@ def liger_modules(model) -> int:
                if str(getattr(getattr(m, "forward", None), "__module__", "")).startswith("liger_kernel"))
 
 
-def _instrument(spec: dict, clock: list[float], profile_out: list[str], kernels: list[int]) -> None:
+PACKED_CHECK_SAMPLES = 4
+
+
+def packed_check(model, args, row: dict, pad_id: int) -> dict:
+    """Loss of the first few samples of a packed row, packed and padded, on the device and in the
+    precision training runs in (the varlen kernel is CUDA-only: the CPU tests cannot reach it)."""
+    import torch
+
+    from golora_trainer.packing import CALLS, PackedCollator, kernel_for, sample_bounds, unpack
+
+    cu = sample_bounds(row)[:PACKED_CHECK_SAMPLES + 1]
+    feats = [{"input_ids": row["input_ids"][0, a:b].tolist(), "labels": row["labels"][0, a:b].tolist()}
+             for a, b in zip(cu, cu[1:], strict=False)]
+    packed = PackedCollator()(feats)
+    padded = unpack(packed, pad_id)
+    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if args.bf16 else torch.float16
+    autocast = device.type == "cuda" and (args.bf16 or args.fp16)  # as the Trainer runs the steps
+    was = model.training
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=autocast):
+        losses = [float(model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()}).loss)
+                  for b in (packed, padded)]
+    model.train(was)
+    CALLS.clear()  # from here on the counts are the run's
+    if device.type == "cuda":  # the check's logits must not count in the run's peak
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return {"samples": len(feats), "tokens": cu[-1], "packed_loss": round(losses[0], 5),
+            "padded_loss": round(losses[1], 5), "abs_diff": round(abs(losses[0] - losses[1]), 5),
+            "attention": model.config._attn_implementation, "kernel": kernel_for(model)}
+
+
+def _instrument(spec: dict, clock: list[float], profile_out: list[str], kernels: list[int],
+                checks: list[dict] | None = None) -> None:
     """Adds bench-only callbacks to the trainer golora builds: synchronised per-step times, how
-    many modules run Liger's kernels once training starts and, when asked, torch.profiler over a
-    few steps."""
+    many modules run Liger's kernels once training starts, for a packed run the packed-vs-padded
+    loss check and, when asked, torch.profiler over a few steps."""
     import torch
     from transformers import TrainerCallback
 
@@ -313,8 +351,15 @@ def _instrument(spec: dict, clock: list[float], profile_out: list[str], kernels:
             torch.cuda.synchronize()
 
     class StepClock(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kw):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, processing_class=None,
+                           **kw):
             kernels.append(liger_modules(model) if model is not None else 0)
+            if checks is not None and model is not None and train_dataloader is not None:
+                try:
+                    checks.append(packed_check(model, args, next(iter(train_dataloader)),
+                                               processing_class.pad_token_id))
+                except Exception as exc:  # noqa: BLE001 - reported next to the run, not lost with it
+                    checks.append({"error": f"{type(exc).__name__}: {exc}"[:500]})
 
         def on_step_begin(self, args, state, control, **kw):
             if not hasattr(self, "t"):
@@ -376,6 +421,14 @@ def _instrument(spec: dict, clock: list[float], profile_out: list[str], kernels:
     TrainingRun.build_trainer = build_instrumented
 
 
+def _attention_calls() -> dict:
+    """Layer calls of golora_varlen per kernel in a packed run: training ("varlen" on CUDA,
+    "sdpa_per_sample" elsewhere) and the padded eval batches ("sdpa")."""
+    from golora_trainer.packing import CALLS
+
+    return dict(CALLS)
+
+
 def worker_golora(spec: dict) -> dict:
     from golora.api.loratraining import TrainerConfig
     from golora_trainer.report import StatusReporter
@@ -384,7 +437,8 @@ def worker_golora(spec: dict) -> dict:
     clock: list[float] = []
     profile_out: list[str] = []
     kernels: list[int] = []
-    _instrument(spec, clock, profile_out, kernels)
+    checks: list[dict] | None = [] if spec.get("packed") else None
+    _instrument(spec, clock, profile_out, kernels, checks)
 
     class Recorder(StatusReporter):
         def __init__(self):
@@ -454,6 +508,8 @@ def worker_golora(spec: dict) -> dict:
         "stage_seconds": times,
         "step_seconds": clock,
         "liger_modules": kernels[0] if kernels else None,
+        "packed_check": checks[0] if checks else None,
+        "attention_calls": _attention_calls() if spec.get("packed") else None,
         "profile": profile_out[0] if profile_out else None,
         "wall_seconds": round(time.monotonic() - t0, 1),
         **_gpu_memory(),
@@ -534,7 +590,8 @@ def main() -> int:
     ap.add_argument("--effective-batch-size", type=int, default=16)
     ap.add_argument("--budget", type=float, default=400, help="seconds for the whole run; later runs are skipped")
     ap.add_argument("--runs", default="golora,golora-hf,seed,t4",
-                    help="comma list among golora,golora-hf,seed,t4,golora-liger,golora-bf16,golora-profile")
+                    help="comma list among golora,golora-hf,seed,t4,golora-liger,golora-packed,golora-bf16,"
+                         "golora-profile")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -614,8 +671,8 @@ def main() -> int:
 
     common = {"work": str(work), "model_dir": str(model_dir), "effective_batch_size": args.effective_batch_size}
     wanted = [r.strip() for r in args.runs.split(",") if r.strip()]
-    estimates = {"golora": 120, "golora-hf": 90, "seed": 90, "t4": 150, "golora-liger": 90, "golora-bf16": 100,
-                 "golora-profile": 90}
+    estimates = {"golora": 120, "golora-hf": 90, "seed": 90, "t4": 150, "golora-liger": 90, "golora-packed": 90,
+                 "golora-bf16": 100, "golora-profile": 90}
 
     def left() -> float:
         return args.budget - (time.monotonic() - t_start)
@@ -634,12 +691,15 @@ def main() -> int:
                 "max_seq_length": t4_len if t4 else max_len,
                 "train": "t4-train.jsonl" if t4 else "train.jsonl", "eval": "t4-eval.jsonl" if t4 else "eval.jsonl",
                 "gate": run_name == "golora", "quantization": "none" if run_name == "golora-bf16" else "nf4",
-                "profile_steps": [1, 2] if profiling else None}  # after the first (warm-up) step
+                "profile_steps": [1, 2] if profiling else None,  # after the first (warm-up) step
+                "packed": run_name == "golora-packed"}
         env = {"GOLORA_GPU_COMPUTE_CAPABILITY": "7.5", "GOLORA_GPU_MEMORY_GIB": str(T4_CAP_GIB)} if t4 else {}
         if run_name == "golora-hf":
             env["GOLORA_TRAIN_SAMPLER"] = "group_by_length"
         if run_name == "golora-liger":
             env["GOLORA_LAYER_KERNELS"] = "liger"
+        if run_name == "golora-packed":
+            env["GOLORA_PACKING"] = "padding_free"
         attempts = []
         override = None
         for attempt in (1, 2, 3):
@@ -664,6 +724,9 @@ def finish(report: dict, out: str, t_start: float) -> int:
     hf_tps = runs.get("golora-hf", {}).get("tokens_per_second")
     liger = runs.get("golora-liger", {})
     liger_tps = liger.get("tokens_per_second") if liger.get("liger_modules") else None
+    packed = runs.get("golora-packed", {})
+    check = packed.get("packed_check") or {}
+    packed_tps = packed.get("tokens_per_second") if check.get("attention") == "golora_varlen" else None
     t4_peak = t4.get("process_gib_nvml") or t4.get("peak_reserved_gib")
     report["summary"] = {
         "golora_tokens_per_second": g_tps,
@@ -671,6 +734,9 @@ def finish(report: dict, out: str, t_start: float) -> int:
         "ratio": round(ratio, 2) if ratio else None,
         "buckets_over_group_by_length": round(g_tps / hf_tps, 2) if g_tps and hf_tps else None,
         "liger_over_golora": round(liger_tps / g_tps, 2) if g_tps and liger_tps else None,
+        "packed_over_golora": round(packed_tps / g_tps, 2) if g_tps and packed_tps else None,
+        "packed_over_seed": round(packed_tps / s_tps, 2) if s_tps and packed_tps else None,
+        "packed_check": check or None,
         "t4_peak_gib": t4_peak,
         "t4_oom_free": t4.get("exit_code") == 0 and "attempts" not in t4 if t4 else None,
         "targets": {
@@ -716,6 +782,11 @@ def table(report: dict) -> str:
             note += " (the gate refusing random weights' output, as it should)"
         if name == "golora-liger" or r.get("liger_modules"):
             note += f" liger kernels on {r.get('liger_modules') or 0} modules"
+        if r.get("packed_check"):
+            c = r["packed_check"]
+            note += (f" packed check: {c['error']}" if "error" in c else
+                     f" {c['kernel']}; loss packed {c['packed_loss']} vs padded {c['padded_loss']}"
+                     f" on {c['samples']} samples ({c['tokens']} tok); attention calls {r.get('attention_calls')}")
         if r.get("attempts"):
             note += " attempts " + ", ".join(f"mb{a['micro_batch_size']}->exit{a['exit_code']}" for a in r["attempts"])
         lines.append(
@@ -730,7 +801,8 @@ def table(report: dict) -> str:
         lines += ["", "seconds per optimizer step (synchronised):", *clocks]
     s = report.get("summary", {})
     lines += ["", f"golora/seed ratio: {s.get('ratio')}; buckets/group_by_length: "
-                  f"{s.get('buckets_over_group_by_length')}; liger/golora: {s.get('liger_over_golora')}; T4 profile peak: {s.get('t4_peak_gib')} GiB; "
+                  f"{s.get('buckets_over_group_by_length')}; liger/golora: {s.get('liger_over_golora')}; "
+                  f"packed/golora: {s.get('packed_over_golora')} (packed/seed {s.get('packed_over_seed')}); T4 profile peak: {s.get('t4_peak_gib')} GiB; "
                   f"total {s.get('seconds')}s"]
     for target, ok in (s.get("targets") or {}).items():
         lines.append(f"  [{'x' if ok else ' '}] {target}")

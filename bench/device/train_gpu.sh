@@ -16,7 +16,7 @@ fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 bench/train_gpu.py ${SMOKE:+--smoke} --out "$out/train_gpu_h200" --budget "${BUDGET:-480}" \
-    --runs "${RUNS:-golora,golora-hf,seed,t4,golora-liger,golora-profile,golora-bf16}" 2>&1 | tee "$out/train_gpu_h200.log"
+    --runs "${RUNS:-golora,golora-hf,seed,t4,golora-packed,golora-liger,golora-profile,golora-bf16}" 2>&1 | tee "$out/train_gpu_h200.log"
 tokens=2048,8192
 [ -z "${SMOKE:-}" ] || tokens=256
 python3 bench/loss_memory.py --out "$out/loss_memory_h200" --tokens "$tokens" 2>&1 | tee -a "$out/train_gpu_h200.log"

@@ -60,6 +60,7 @@ from .modelio import (  # noqa: E402
     load_tokenizer,
     resolve_source,
 )
+from .packing import PACKING_ENV, PackedCollator, packing_requested, use_varlen_attention  # noqa: E402
 from .precision import force_trainable_fp32, resolve_precision, trainable_dtypes  # noqa: E402
 from .report import StatusReporter, now_rfc3339, write_termination_message  # noqa: E402
 
@@ -404,6 +405,12 @@ class TrainingRun:
             log.info("length-bucketed micro-batches: %.1f%% of the padded tokens are real", 100 * (efficiency or 0))
         else:
             log.info("sampler: transformers' group_by_length (%s=%s)", SAMPLER_ENV, sampler_name)
+        # Benchmarks only: GOLORA_PACKING=padding_free packs each micro-batch (the same samples) into one
+        # row without pad tokens, attention kept inside each sample (packing.py).
+        packed = packing_requested(os.environ.get(PACKING_ENV))
+        if packed:
+            self.fields["padding_efficiency"] = 1.0  # every token of a packed row is a sample's
+            use_varlen_attention(model)
         args = sft_config(
             output_dir=str(self.ckpt_dir),
             per_device_train_batch_size=micro,
@@ -427,7 +434,7 @@ class TrainingRun:
             packing=False,
             padding_free=False,
             completion_only_loss=True,
-            pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda else None,
+            pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda and not packed else None,
             **liger_arguments(loss_impl, cuda=cuda, requested=os.environ.get(LAYER_KERNELS_ENV),
                               available=liger_installed()),
             logging_steps=t.logging_steps,
@@ -445,7 +452,8 @@ class TrainingRun:
         )
         try:
             trainer = bucketed_sft_trainer()(model=model, args=args, train_dataset=train_ds,
-                                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+                                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
+                                             data_collator=PackedCollator() if packed else None)
         except ValueError as exc:
             if "target" in str(exc).lower() and "module" in str(exc).lower():
                 raise TrainerError(REASON_INVALID_CONFIG, f"lora.targetModules: {exc}") from exc
