@@ -24,11 +24,11 @@ def vllm_installed() -> None:
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory, vllm_installed: None) -> Path:
-    """The store: models/tiny-go, datasets/demo/stdlib, adapters/demo/go-adapter (trained).
+    """The store: models/tiny-go, datasets/demo/stdlib, adapters/demo/go-adapter (trained, 20 steps).
     ``GOLORA_VLLM_TEST_STORE=DIR`` keeps it in DIR across runs (the adapter is trained once)."""
     keep = os.environ.get("GOLORA_VLLM_TEST_STORE")
     root = helpers.make_store(Path(keep) if keep else tmp_path_factory.mktemp("store"))
-    helpers.train_adapter(root)
+    helpers.train_adapter(root, steps=20)  # a few steps: only vLLM's acceptance is tested here
     return root
 
 
