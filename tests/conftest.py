@@ -30,7 +30,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """etcd + kube-apiserver with golora's CRDs installed and served."""
+    """etcd, kube-apiserver, kube-scheduler and kube-controller-manager (all real), with
+    golora's CRDs installed and served. Pods run only where ``node_agent`` is used."""
     from golora.devcluster import ControlPlane
     from golora.devcluster.crds import install_crds
 
@@ -54,13 +55,24 @@ def api(cluster: Any) -> Any:
 
 
 @pytest.fixture()
-def namespace(api: Any) -> str:
-    """A fresh namespace per test (namespaces never finish deleting without a controller-manager)."""
+def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the real namespace controller empties it).
+
+    With ``node_agent`` in the test, it also gets the claims golora's Jobs mount, as
+    hostPath PersistentVolumes: ``golora-store`` (a fresh directory), ``go-src`` (GOROOT:
+    path ``src`` is the standard library) and ``fixture-src`` (tests/fixtures/gotree)."""
     import kubernetes
 
     name = f"t-{uuid.uuid4().hex[:10]}"
-    kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    return name
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    if "node_agent" in request.fixturenames:
+        agent = request.getfixturevalue("node_agent")
+        agent.claim(name, "golora-store")
+        agent.claim(name, "go-src", go_root(), read_only=True)
+        agent.claim(name, "fixture-src", FIXTURE_TREE, read_only=True)
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture(scope="session")
@@ -95,23 +107,22 @@ def extractor_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def job_runner(cluster: Any, tmp_path_factory: pytest.TempPathFactory, extractor_binary: Path) -> Iterator[Any]:
-    """The local Job runner (the named stand-in for the kubelet) for the whole session.
+def node_agent(cluster: Any, tmp_path_factory: pytest.TempPathFactory, extractor_binary: Path) -> Iterator[Any]:
+    """The node agent (the named stand-in for the kubelet) for the whole session: a CPU node
+    with the machine's capacity, a ``gpu-pool`` node with 8 simulated GPUs for model-server
+    Deployments, and a ``t4`` node with one (Tesla-T4 labels, compute capability 7.5)."""
+    from golora.devcluster.images import local_images
+    from golora.devcluster.nodeagent import NodeAgent, NodeSpec
 
-    Claims: ``go-src`` is the Go toolchain's GOROOT (path ``src`` = the standard library),
-    ``fixture-src`` the small tree in tests/fixtures/gotree; any other claim is a fresh
-    directory per namespace (the store)."""
-    import sys
+    workdir = tmp_path_factory.mktemp("nodeagent")
+    nodes = [NodeSpec(), NodeSpec.gpu_node("gpu-pool", product="NVIDIA-H100-80GB-HBM3", compute_major=9,
+                                          compute_minor=0, memory_mib=81559, gpus=8),
+             NodeSpec.gpu_node("t4")]
+    with NodeAgent(cluster, workdir, nodes, local_images(workdir, extractor_binary)) as agent:
+        wait_for(lambda: _nodes_ready(cluster, len(nodes)), timeout=30, what="nodes Ready")
+        yield agent
 
-    from golora.devcluster.jobrunner import LocalJobRunner
 
-    runner = LocalJobRunner(
-        cluster,
-        tmp_path_factory.mktemp("jobrunner"),
-        claim_dirs={"go-src": go_root(), "fixture-src": FIXTURE_TREE},
-        executables={"golora-extract": str(extractor_binary), "python": sys.executable},
-        # The trainer's quality gate runs golora-extract check: as in the trainer image, on PATH.
-        extra_env={"PATH": f"{extractor_binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )
-    with runner:
-        yield runner
+def _nodes_ready(cluster: Any, count: int) -> bool:
+    out = cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}")
+    return out.stdout.split().count("True") >= count

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real control plane (etcd, kube-apiserver, kubectl) from Go modules
-# and caches the binaries outside the repo, keyed by version, so a warm run
-# builds nothing. Usage: build.sh [--regen]   (prints the binary directory)
+# Builds the real control plane (etcd, kube-apiserver, kube-scheduler,
+# kube-controller-manager, kubectl) from Go modules and caches the binaries outside
+# the repo, keyed by version, so a warm run builds nothing; a cache missing one
+# binary builds only that one. Usage: build.sh [--regen]   (prints the binary directory)
 #
 # --regen regenerates the wrapper modules' go.mod/go.sum from the pinned
 # release's own go.mod (the staging `replace` lines are never typed by hand).
@@ -43,18 +44,29 @@ if [ "${1:-}" = "--regen" ]; then
   regen_kube; regen_etcd
 fi
 
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kubectl" ]; then
+KUBE_BINARIES="kube-apiserver kube-scheduler kube-controller-manager kubectl"
+missing=""
+[ -x "$out/etcd" ] || missing="etcd"
+for b in $KUBE_BINARIES; do [ -x "$out/$b" ] || missing="$missing $b"; done
+if [ -z "$missing" ]; then
   echo "$out"; exit 0
 fi
-mkdir -p "$out.tmp"
 ver_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR \
  -X k8s.io/component-base/version.gitTreeState=clean \
  -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$MINOR \
  -X k8s.io/client-go/pkg/version.gitTreeState=clean"
-(cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3) >&2
-(cd "$here/kube" && go build -trimpath -ldflags "-s -w $ver_flags" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) >&2
-(cd "$here/kube" && go build -trimpath -ldflags "-s -w $ver_flags" -o "$out.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl) >&2
-rm -rf "$out" && mv "$out.tmp" "$out"
+mkdir -p "$out"
+for b in $missing; do
+  start=$(date +%s)
+  echo "building $b $( [ "$b" = etcd ] && echo "$ETCD_VERSION" || echo "$K8S_VERSION") from Go modules (first time only; minutes on 2 cores) ..." >&2
+  if [ "$b" = etcd ]; then
+    (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/.$b.tmp" go.etcd.io/etcd/server/v3) >&2
+  else
+    (cd "$here/kube" && go build -trimpath -ldflags "-s -w $ver_flags" -o "$out/.$b.tmp" "k8s.io/kubernetes/cmd/$b") >&2
+  fi
+  mv "$out/.$b.tmp" "$out/$b"   # atomic: a half-built binary never looks cached
+  echo "built $b in $(( $(date +%s) - start )) s" >&2
+done
 echo "$out"

@@ -75,6 +75,14 @@ def list_jobs(namespace: str, labels: dict[str, str]) -> list[Any]:
     return batch().list_namespaced_job(namespace, label_selector=selector).items
 
 
+def job_pods(namespace: str, job: str) -> list[dict[str, Any]]:
+    """The Pods the Job controller created for ``job`` (as plain dicts)."""
+    from .builders.status import JOB_NAME_LABELS
+
+    pods = core().list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABELS[0]}={job}").items
+    return [client().sanitize_for_serialization(p) for p in pods]
+
+
 def delete_job(namespace: str, name: str) -> None:
     try:
         batch().delete_namespaced_job(name, namespace, propagation_policy="Background")

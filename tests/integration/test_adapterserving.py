@@ -400,12 +400,12 @@ def test_target_not_found_then_appears_and_training_change_repatches(api, namesp
     wait_for(lambda: "--enable-lora" in container(dep_dict(api, ns, "vllm"))["args"], what="re-patched after revert")
 
 
-def test_explicit_adapter_path_is_checked_by_a_validation_job(api, namespace, operator, job_runner):
+def test_explicit_adapter_path_is_checked_by_a_validation_job(api, namespace, operator, node_agent):
     """The operator cannot read a namespace's PVC: a validation Job (run here by the local Job
     runner) checks the files with the trainer's validator and reports status.adapterCheck."""
     ns = namespace
     create_deployment(api, ns, vllm_deployment("vllm", command=["vllm", "serve"], args=[QWEN_AWQ]))
-    store = job_runner.claim_dir(ns, "golora-store")
+    store = node_agent.claim_dir(ns, "golora-store")
     for name, extra in (("manual", {}), ("dora", {"use_dora": True})):
         adapter = store / "adapters" / name
         adapter.mkdir(parents=True)

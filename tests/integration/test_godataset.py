@@ -42,7 +42,7 @@ def cond(obj, type_):
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, operator, job_runner):
+def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, operator, node_agent):
     custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
         "fixture", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}], split={"evalFraction": 0.0}))
     obj = wait_phase(api, namespace, "fixture")
@@ -57,7 +57,7 @@ def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, oper
     assert cond(obj, "Ready")["status"] == "True" and cond(obj, "Extracted")["reason"] == "Extracted"
 
     # The dataset is on the store, where DESIGN.md's layout says.
-    store = job_runner.claim_dir(namespace, "golora-store")
+    store = node_agent.claim_dir(namespace, "golora-store")
     lines = (store / f"datasets/{namespace}/fixture/train.jsonl").read_text().splitlines()
     pairs = [json.loads(x) for x in lines]
     assert {p["meta"]["name"] for p in pairs} == {"Area", "Perimeter", "Sum"}
@@ -83,7 +83,7 @@ def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, oper
     assert "Succeeded" in reasons
 
 
-def test_missing_path_and_unreachable_git_fail_with_actionable_message(cluster, api, namespace, operator, job_runner):
+def test_missing_path_and_unreachable_git_fail_with_actionable_message(cluster, api, namespace, operator, node_agent):
     custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
         "nopath", [{"name": "fx", "pvc": {"claimName": "fixture-src", "path": "does/not/exist"}}]))
     custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
@@ -97,11 +97,11 @@ def test_missing_path_and_unreachable_git_fail_with_actionable_message(cluster, 
     assert cond(nogit, "Extracted")["reason"] == "SourceFetchFailed"
     assert "127.0.0.1:9" in nogit["status"]["message"]
     # Nothing half-written on the store.
-    store = job_runner.claim_dir(namespace, "golora-store")
+    store = node_agent.claim_dir(namespace, "golora-store")
     assert not (store / f"datasets/{namespace}/nopath").exists()
 
 
-def test_spec_change_makes_a_new_dataset_and_delete_removes_jobs(cluster, api, namespace, operator, job_runner):
+def test_spec_change_makes_a_new_dataset_and_delete_removes_jobs(cluster, api, namespace, operator, node_agent):
     custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
         "evolving", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}]))
     first = wait_phase(api, namespace, "evolving")
@@ -114,13 +114,18 @@ def test_spec_change_makes_a_new_dataset_and_delete_removes_jobs(cluster, api, n
     assert cond(second, "Ready")["observedGeneration"] == 2
     assert [j.metadata.name for j in jobs(api, namespace, "evolving")] == ["evolving-gds-g2-a1"]
 
+    core = kubernetes.client.CoreV1Api(api)
+    pods = lambda: core.list_namespaced_pod(namespace, label_selector="golora.dev/name=evolving").items  # noqa: E731
+    assert pods(), "the Job controller's pod is still there"
     custom(api).delete_namespaced_custom_object(*GDS, namespace, "godatasets", "evolving")
-    wait_for(lambda: not jobs(api, namespace, "evolving"), what="jobs deleted")
+    # No golora code deletes them: the garbage collector follows the ownerReferences.
+    wait_for(lambda: not jobs(api, namespace, "evolving"), what="jobs deleted by the garbage collector")
+    wait_for(lambda: not pods(), what="pods deleted by the garbage collector")
     wait_for(lambda: not custom(api).list_namespaced_custom_object(*GDS, namespace, "godatasets")["items"],
              what="GoDataset gone (finalizer released)")
 
 
-def test_standard_library_dataset(cluster, api, namespace, operator, job_runner):
+def test_standard_library_dataset(cluster, api, namespace, operator, node_agent):
     """The real thing: the Go toolchain's own standard library through a pvc source."""
     custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
         "stdlib", [{"name": "stdlib", "pvc": {"claimName": "go-src", "path": "src"}}]))

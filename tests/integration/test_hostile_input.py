@@ -88,7 +88,7 @@ def test_hostile_spec_rejected_at_admission(cluster, namespace, kind, path, valu
     assert cluster.kubectl("get", kind, "-n", namespace, "-o", "name").stdout.strip() == ""
 
 
-def test_git_url_with_shell_syntax_is_just_a_url_that_fails(cluster, api, namespace, operator, job_runner, tmp_path):
+def test_git_url_with_shell_syntax_is_just_a_url_that_fails(cluster, api, namespace, operator, node_agent, tmp_path):
     marker = tmp_path / "pwned"
     url = f"https://127.0.0.1:9/repo;touch${{IFS}}{marker};`touch${{IFS}}{marker}`"
     obj = {"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": "sneaky"},

@@ -229,7 +229,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 @cluster_test
-def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespace, operator, job_runner, tmp_path):
+def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespace, operator, node_agent, tmp_path):
     # The install, for real (as docs/install.md says), then its ClusterRole bound to a plain
     # User: client-certificate users cannot be ServiceAccounts, the rules are the same.
     cluster.kubectl("apply", "--server-side", "--field-manager=golora-install", "-k", str(MANIFESTS / "install"))

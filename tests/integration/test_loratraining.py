@@ -1,5 +1,6 @@
 """LoraTraining end to end on the real apiserver: GoDataset -> LoraTraining -> the real
-trainer (tiny Qwen2 on CPU) run by the local Job runner -> status, retries, scheduling."""
+trainer (tiny Qwen2 on CPU) in pods the real scheduler places and the real Job controller
+tracks, run by the node agent -> status, retries (classified from real Pod status), scheduling."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def tiny_base():
     return ensure_tiny(TinySpec(pretrain_steps=300))
 
 
-def put_model(job_runner, ns, tiny_base) -> str:
-    target = job_runner.claim_dir(ns, "golora-store") / "models" / "tiny-go"
+def put_model(node_agent, ns, tiny_base) -> str:
+    target = node_agent.claim_dir(ns, "golora-store") / "models" / "tiny-go"
     shutil.copytree(tiny_base, target, dirs_exist_ok=True)
     return "models/tiny-go"
 
@@ -62,8 +63,8 @@ def stdlib_dataset(name="stdlib", max_pairs=600) -> dict:
 
 
 def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
-        cluster, api, namespace, operator, job_runner, tiny_base):
-    model = put_model(job_runner, namespace, tiny_base)
+        cluster, api, namespace, operator, node_agent, tiny_base):
+    model = put_model(node_agent, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("go-adapter", model))
     waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "go-adapter"))
                        and cond(o, "DatasetReady") and o, what="DatasetReady condition")
@@ -100,17 +101,17 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
     assert [a["outcome"] for a in status["attempts"]] == ["Succeeded"]
     from golora.vllm import validate_adapter_dir
 
-    adapter = job_runner.claim_dir(namespace, "golora-store") / result["adapterPath"]
+    adapter = node_agent.claim_dir(namespace, "golora-store") / result["adapterPath"]
     assert validate_adapter_dir(adapter).ok
     table = cluster.kubectl("get", "lt", "go-adapter", "-n", namespace).stdout
     assert "Succeeded" in table and "Passed" in table and f"{result['evalLoss']:.4g}"[:4] in table
 
 
-def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namespace, operator, job_runner, tiny_base):
+def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namespace, operator, node_agent, tiny_base):
     """Fault injection: the trainer raises CUDA's OOM error for micro-batches above 2."""
-    model = put_model(job_runner, namespace, tiny_base)
+    model = put_model(node_agent, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
-    with job_runner.env(GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH="2"):
+    with node_agent.env(GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH="2"):
         custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
             "oom", model, microBatchSize=8, effectiveBatchSize=8, maxSteps=4))
         done = finished(api, namespace, "oom", timeout=400)
@@ -123,14 +124,15 @@ def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namesp
     assert sorted(j.metadata.name for j in jobs) == ["oom-lt-g1-a1", "oom-lt-g1-a2", "oom-lt-g1-a3"]
 
 
-def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namespace, operator, job_runner):
+def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namespace, operator, node_agent):
+    """The session's ``t4`` node has one GPU; a prefill pod holds it, so the real scheduler
+    cannot place the training pod and says why, in its own words."""
     core = kubernetes.client.CoreV1Api(api)
-    for node, product, major in (("dagobah", "Tesla-T4", "7"), ("rtx", "NVIDIA-GeForce-RTX-3060", "8")):
-        try:
-            core.create_node({"metadata": {"name": f"{node}-{namespace}", "labels": {
-                "nvidia.com/gpu.product": product, "nvidia.com/gpu.compute.major": major}}})
-        except kubernetes.client.ApiException as exc:
-            assert exc.status == 409
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "prefill"}, "spec": {
+        "nodeSelector": {"nvidia.com/gpu.product": "Tesla-T4"}, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "vllm", "image": "busybox", "command": ["sleep", "600"],
+                        "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})
+    wait_for(lambda: core.read_namespaced_pod("prefill", namespace).status.phase == "Running", what="prefill running")
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
     lt = training("t4", "models/none")
     lt["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}
@@ -139,7 +141,9 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
     obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "t4")) and cond(o, "Scheduled")
                    and cond(o, "Scheduled")["status"] == "False" and o, timeout=120, what="Scheduled=False")
     assert obj["status"]["expectedPrecision"] == "fp16"  # a T4 is compute capability 7.5: no bf16
-    assert "Insufficient nvidia.com/gpu" in cond(obj, "Scheduled")["message"]
+    message = cond(obj, "Scheduled")["message"]
+    assert message.startswith("0/3 nodes are available:"), message  # the real scheduler's message
+    assert "1 Insufficient nvidia.com/gpu" in message and "didn't match Pod's node affinity/selector" in message
     assert obj["status"]["phase"] == "Pending" and "unschedulable" in obj["status"]["message"]
     (job,) = kubernetes.client.BatchV1Api(api).list_namespaced_job(
         namespace, label_selector="golora.dev/kind=LoraTraining,golora.dev/name=t4").items
@@ -147,20 +151,29 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
     assert pod.node_selector == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert pod.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     assert pod.containers[0].command == ["python", "-m", "golora_trainer", "run"]
+    # The GPU is free again: the scheduler binds the waiting pod to the T4 at once.
+    core.delete_namespaced_pod("prefill", namespace)
+    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "t4")) and cond(o, "Scheduled")["status"] == "True"
+                   and o, timeout=60, what="Scheduled=True once the GPU is free")
+    pods = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items
+    assert [p.spec.node_name for p in pods] == ["t4"]
 
 
-def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace, operator, job_runner, tiny_base):
+def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace, operator, node_agent, tiny_base):
     """The node dies mid-training (the process is SIGKILLed): the next attempt resumes."""
-    model = put_model(job_runner, namespace, tiny_base)
+    model = put_model(node_agent, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=300))
-    with job_runner.env(GOLORA_PROGRESS_INTERVAL="0.5"):
+    with node_agent.env(GOLORA_PROGRESS_INTERVAL="0.5"):
         custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
             "killed", model, maxSteps=40, checkpointSteps=10, loggingSteps=2))
         wait_for(lambda: ((get(api, namespace, "loratrainings", "killed").get("status") or {})
                           .get("progress") or {}).get("step", 0) >= 12, timeout=300, interval=0.2,
                  what="training past step 10")
-        job_runner.kill(namespace, "killed-lt-g1-a1")
+        assert node_agent.kill(namespace, "killed-lt-g1-a1") == 1
         done = finished(api, namespace, "killed", timeout=400)
+    # The Job controller only says BackoffLimitExceeded; the exit code 137 is on the Pod.
+    job = kubernetes.client.BatchV1Api(api).read_namespaced_job("killed-lt-g1-a1", namespace)
+    assert next(c for c in job.status.conditions if c.type == "Failed").reason == "BackoffLimitExceeded"
     status = done["status"]
     assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Interrupted"), (2, "Succeeded")], \
         {k: status.get("result", {}).get("qualityGate", {}).get(k) for k in ("reason", "message")}
@@ -168,9 +181,26 @@ def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace,
     assert status["result"]["resumedFromStep"] >= 10 and status["result"]["globalStep"] == 40
 
 
+def test_oom_killed_pod_is_classified_from_the_pod_status(cluster, api, namespace, operator, node_agent):
+    """A memory limit the trainer cannot fit in: the kernel kills it (the node agent runs it in a
+    memory cgroup) and the Pod says ``OOMKilled``; golora calls that OutOfMemory and retries with
+    half the micro-batch, within retry.maxAttempts."""
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
+    lt = training("tight", "models/none", microBatchSize=4)
+    lt["spec"]["placement"]["resources"] = {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                            "limits": {"memory": "64Mi"}}
+    lt["spec"]["retry"] = {"maxAttempts": 2}
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
+    done = finished(api, namespace, "tight", timeout=240)
+    status = done["status"]
+    assert [(a["attempt"], a["outcome"], a.get("microBatchSize")) for a in status["attempts"]] == \
+        [(1, "OutOfMemory", None), (2, "OutOfMemory", 2)], status["attempts"]
+    assert status["phase"] == "Failed" and "OOMKilled" in status["message"], status["message"]
+
+
 def test_operator_down_while_training_converges_without_a_second_job(
-        cluster, api, namespace, operator, job_runner, tiny_base):
-    model = put_model(job_runner, namespace, tiny_base)
+        cluster, api, namespace, operator, node_agent, tiny_base):
+    model = put_model(node_agent, namespace, tiny_base)
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
     custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("offline", model, maxSteps=10))
     batch = kubernetes.client.BatchV1Api(api)

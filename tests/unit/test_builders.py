@@ -108,7 +108,9 @@ def test_next_attempt_halves_micro_batch_on_oom_and_is_bounded():
 
 def test_job_state_and_idempotent_status_patch():
     assert st.job_state({}).phase == "Pending"
-    assert st.job_state({"status": {"active": 1, "startTime": "t"}}).phase == "Running"
+    # What the real Job controller writes: an unschedulable pod is active but not ready.
+    assert st.job_state({"status": {"active": 1, "startTime": "t"}}).phase == "Pending"
+    assert st.job_state({"status": {"active": 1, "ready": 1, "startTime": "t"}}).phase == "Running"
     failed = st.job_state({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
                                                       "message": "too slow"}]}})
     assert (failed.phase, failed.reason, failed.message) == ("Failed", "DeadlineExceeded", "too slow")
@@ -118,3 +120,33 @@ def test_job_state_and_idempotent_status_patch():
     again = st.status_patch(first, phase="Running", message="m", generation=1,
                             conditions=[("Training", "True", "Training", "go")])
     assert again is None  # nothing changed -> no write
+
+
+def _pod(name: str, created: str, terminated: dict | None, last: dict | None = None, container: str = "train") -> dict:
+    cs = {"name": container, "state": {"terminated": terminated} if terminated else {"running": {}}}
+    if last:
+        cs["lastState"] = {"terminated": last}
+    return {"metadata": {"name": name, "creationTimestamp": created}, "status": {"containerStatuses": [cs]}}
+
+
+def test_last_termination_reads_the_newest_pods_container():
+    old = _pod("a", "2026-01-01T00:00:00Z", {"exitCode": 3, "reason": "Error"})
+    new = _pod("b", "2026-01-01T00:01:00Z", {"exitCode": 137, "reason": "OOMKilled", "message": " boom "})
+    term = st.last_termination([old, new], "train")
+    assert term == st.Termination("b", 137, "OOMKilled", None, "boom")
+    assert st.last_termination([old, new], "other") is None
+    assert st.last_termination([_pod("c", "t", None, last={"exitCode": 2, "reason": "Error"})], "train").exit_code == 2
+    assert st.last_termination([_pod("d", "t", None)], "train") is None  # still running
+
+
+def test_reason_from_termination_classifies_kills_ooms_and_trainer_codes():
+    from golora.api.loratraining import EXIT_INVALID_CONFIG, REASON_INVALID_CONFIG
+
+    term = lambda code, reason="Error", sig=None: st.Termination("p", code, reason, sig, "")  # noqa: E731
+    assert tb.reason_from_termination(term(137, "OOMKilled")) == REASON_OUT_OF_MEMORY
+    assert tb.reason_from_termination(term(137)) == REASON_INTERRUPTED  # SIGKILL: node lost, preempted
+    assert tb.reason_from_termination(term(143)) == REASON_INTERRUPTED  # SIGTERM without a checkpoint handler
+    assert tb.reason_from_termination(term(0, sig=9)) == REASON_INTERRUPTED
+    assert tb.reason_from_termination(term(EXIT_INVALID_CONFIG)) == REASON_INVALID_CONFIG
+    assert tb.reason_from_termination(term(42)) is None  # not a trainer code: the Job's reason stands
+    assert tb.reason_from_termination(None) is None

@@ -25,6 +25,8 @@ from .common import (
 JOB_KIND_SHORT = "gds"
 
 
+CONTAINER_NAME = "extract"
+
 def dataset_path(namespace: str, name: str) -> str:
     """Store-relative directory of a dataset (DESIGN.md store layout)."""
     return f"datasets/{namespace}/{name}"
@@ -92,7 +94,7 @@ def build_dataset_job(
     resources = spec.resources.model_dump(by_alias=True) if spec.resources else {
         "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
     container = {
-        "name": "extract",
+        "name": CONTAINER_NAME,
         "image": settings.extractor_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["golora-extract", "run"],

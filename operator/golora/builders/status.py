@@ -26,8 +26,12 @@ def job_state(job: dict[str, Any]) -> JobState:
             return JobState(c.SUCCEEDED, "JobComplete", cond.get("message") or "Job completed")
         if cond.get("type") == "Failed":
             return JobState(c.FAILED, cond.get("reason") or "JobFailed", cond.get("message") or "Job failed")
-    if status.get("active") or status.get("startTime"):
+    # ``active`` counts pods that exist (a pending, unschedulable one too); ``ready`` counts
+    # pods whose containers run.
+    if status.get("ready"):
         return JobState(c.RUNNING, "JobRunning", "Job is running")
+    if status.get("active"):
+        return JobState(c.PENDING, "PodPending", "the Job's pod is waiting to run")
     return JobState(c.PENDING, "JobPending", "Job is waiting to start")
 
 
@@ -58,3 +62,34 @@ def status_patch(
             patch[key] = value
     return patch or None
 
+
+
+# Labels the real Job controller puts on its Pods (the second is the legacy one).
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How a Job's container ended, as the kubelet reported it on the Pod."""
+
+    pod: str
+    exit_code: int
+    reason: str  # Completed, Error, OOMKilled, ContainerCannotRun, ...
+    signal: int | None
+    message: str
+
+
+def last_termination(pods: list[dict[str, Any]], container: str) -> Termination | None:
+    """The newest Pod's ``state.terminated`` (or ``lastState.terminated``) of ``container``.
+
+    On a real cluster this is where a worker's exit code lives: the Job's own Failed
+    condition only says ``BackoffLimitExceeded``."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != container:
+                continue
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if term:
+                return Termination(pod["metadata"]["name"], int(term.get("exitCode", 0)), term.get("reason") or "",
+                                   term.get("signal"), (term.get("message") or "").strip())
+    return None

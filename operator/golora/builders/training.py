@@ -11,10 +11,12 @@ from typing import Any
 from ..api import GROUP, VERSION
 from ..api.loratraining import (
     KIND,
+    REASON_INTERRUPTED,
     REASON_OUT_OF_MEMORY,
     RETRYABLE_REASONS,
     TRAINER_CONFIG_ENV,
     LoraTrainingSpec,
+    reason_for_exit_code,
 )
 from ..naming import job_name
 from ..settings import Settings
@@ -28,8 +30,12 @@ from .common import (
     volume_name,
 )
 from .dataset import dataset_path
+from .status import Termination
 
 JOB_KIND_SHORT = "lt"
+CONTAINER_NAME = "train"
+# Exit codes of a process killed by SIGKILL / SIGTERM (128 + signal), as container runtimes report them.
+SIGNAL_EXIT_CODES = (137, 143)
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"  # GPU feature discovery
 LABEL_GPU_COMPUTE_MAJOR = "nvidia.com/gpu.compute.major"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -130,7 +136,7 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
     if spec.placement.gpus:
         resources.setdefault("limits", {})[GPU_RESOURCE] = str(spec.placement.gpus)
     container = {
-        "name": "train",
+        "name": CONTAINER_NAME,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "golora_trainer", "run"],
@@ -175,3 +181,19 @@ def next_attempt(spec: LoraTrainingSpec, attempt: int, reason: str, last_micro_b
             return None
         return Retry(attempt + 1, max(1, last_micro_batch // 2))
     return Retry(attempt + 1, last_micro_batch)
+
+
+def reason_from_termination(term: Termination | None) -> str | None:
+    """The failure reason a training container's end stands for, from the Pod's status.
+
+    ``OOMKilled`` (the kernel killed it at its memory limit): ``OutOfMemory``, retried with
+    half the micro-batch. Killed by a signal (node lost, preemption, eviction, SIGKILL):
+    ``Interrupted``, the next attempt resumes from the last checkpoint. Otherwise the
+    trainer's own exit code (``api.loratraining``), or None if it is not one of them."""
+    if term is None:
+        return None
+    if term.reason == "OOMKilled":
+        return REASON_OUT_OF_MEMORY
+    if term.signal or term.exit_code in SIGNAL_EXIT_CODES:
+        return REASON_INTERRUPTED
+    return reason_for_exit_code(term.exit_code)

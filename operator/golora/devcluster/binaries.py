@@ -1,6 +1,6 @@
-"""Find (or build) etcd, kube-apiserver and kubectl.
+"""Find (or build) etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kubectl.
 
-Order: ``TEST_ASSET_ETCD`` / ``TEST_ASSET_KUBE_APISERVER`` / ``TEST_ASSET_KUBECTL``, then a
+Order: ``TEST_ASSET_<NAME>`` (e.g. ``TEST_ASSET_KUBE_SCHEDULER``), then a
 ``KUBEBUILDER_ASSETS`` directory (envtest's layout, so users with envtest binaries skip
 the build), then the cache that ``hack/controlplane/build.sh`` fills from Go modules
 (building on first use).
@@ -13,13 +13,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-NAMES = {"etcd": "TEST_ASSET_ETCD", "kube-apiserver": "TEST_ASSET_KUBE_APISERVER", "kubectl": "TEST_ASSET_KUBECTL"}
+NAMES = {name: "TEST_ASSET_" + name.upper().replace("-", "_") for name in
+         ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl")}
 
 
 @dataclass(frozen=True)
 class Binaries:
     etcd: Path
     kube_apiserver: Path
+    kube_scheduler: Path
+    kube_controller_manager: Path
     kubectl: Path
 
 
@@ -48,8 +51,8 @@ def build() -> Path:
     root = repo_root()
     if root is None:
         raise RuntimeError(
-            "no control-plane binaries: set KUBEBUILDER_ASSETS to a directory with etcd, "
-            "kube-apiserver and kubectl, or run from a golora checkout (hack/controlplane/build.sh)"
+            "no control-plane binaries: set KUBEBUILDER_ASSETS to a directory with "
+            f"{', '.join(NAMES)}, or run from a golora checkout (hack/controlplane/build.sh)"
         )
     out = subprocess.run(
         ["bash", str(root / "hack" / "controlplane" / "build.sh")],
@@ -67,4 +70,4 @@ def find() -> Binaries:
     for name, path in found.items():
         if not os.access(path, os.X_OK):
             raise RuntimeError(f"{name} at {path} is not an executable file")
-    return Binaries(found["etcd"], found["kube-apiserver"], found["kubectl"])
+    return Binaries(**{name.replace("-", "_"): found[name] for name in NAMES})

@@ -111,8 +111,10 @@ class TinyCA:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return KeyPair(key, builder.sign(self.pair.key, hashes.SHA256()))
 
-    def serving(self, host: str = "127.0.0.1") -> KeyPair:
-        sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(host))]
+    def serving(self, *hosts: str) -> KeyPair:
+        """A server certificate for ``localhost`` and the given IPs (default 127.0.0.1)."""
+        sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
+        sans += [x509.IPAddress(ipaddress.ip_address(h)) for h in dict.fromkeys(hosts or ("127.0.0.1",))]
         return self._issue(_name("localhost", ["golora-devcluster"]), ExtendedKeyUsageOID.SERVER_AUTH, sans)
 
     def client(self, user: str, groups: list[str] | None = None) -> KeyPair:

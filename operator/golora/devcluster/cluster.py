@@ -1,9 +1,15 @@
-"""A real local control plane: etcd + kube-apiserver as local processes on loopback.
+"""A real local control plane: etcd, kube-apiserver, kube-scheduler and
+kube-controller-manager as local processes, all built from the pinned Go modules.
 
 Started the way controller-runtime's envtest does it (generated certificates, RBAC,
-random free ports, /readyz), plus ``--advertise-address=127.0.0.1`` so it starts on a
-machine without a default route. There is no controller-manager, scheduler or
-kubelet: no garbage collection, Jobs never run by themselves (see ``jobrunner``).
+random free ports, /readyz), with an explicit ``--advertise-address`` so it starts on a
+machine without a default route. The scheduler and the controller manager (Job,
+Deployment/ReplicaSet, garbage collector, namespace, service-account, token, node
+lifecycle, PV binding, ... controllers) run with their own identities and leader election
+off. The only thing missing is a kubelet: ``nodeagent`` is the stand-in for it.
+
+The apiserver listens on the pod network's gateway (``podnet``), so Pods reach it at the
+address their node has; etcd and the components' own endpoints stay on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ import yaml
 
 from . import binaries
 from .certs import TinyCA, signing_key_pair
+from .podnet import PodNetwork
 
 START_TIMEOUT = float(os.environ.get("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "60").rstrip("s"))
 STOP_TIMEOUT = float(os.environ.get("KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT", "20").rstrip("s"))
 HOST = "127.0.0.1"
 ADMIN_USER = "golora-admin"
+SCHEDULER_USER = "system:kube-scheduler"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 
 
 def free_port() -> int:
@@ -109,9 +118,14 @@ class ControlPlane:
     workdir: Path | None = None
     detach: bool = False
     extra_apiserver_args: list[str] = field(default_factory=list)
+    # False: etcd + apiserver only (a few API tests need no controllers).
+    controllers: bool = True
 
+    network: PodNetwork | None = None
     etcd_proc: subprocess.Popen | None = None
     apiserver_proc: subprocess.Popen | None = None
+    scheduler_proc: subprocess.Popen | None = None
+    controller_manager_proc: subprocess.Popen | None = None
     etcd_url: str = ""
     apiserver_url: str = ""
     kubeconfig: Path | None = None
@@ -128,21 +142,33 @@ class ControlPlane:
             self._owns_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.network is None:
+                self.network = PodNetwork().create()
             self._start_etcd()
             self._start_apiserver()
             self.kubeconfig = self.write_kubeconfig(ADMIN_USER, ["system:masters"], self.workdir / "kubeconfig")
+            if self.controllers:
+                self._start_scheduler()
+                self._start_controller_manager()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Apiserver first, then etcd; then remove what we created."""
-        _stop(self.apiserver_proc)
-        _stop(self.etcd_proc)
-        self.apiserver_proc = self.etcd_proc = None
+        """Controllers, apiserver, etcd, the pod network; then remove what we created."""
+        for proc in (self.controller_manager_proc, self.scheduler_proc, self.apiserver_proc, self.etcd_proc):
+            _stop(proc)
+        self.apiserver_proc = self.etcd_proc = self.scheduler_proc = self.controller_manager_proc = None
+        if self.network is not None and not self.detach:
+            self.network.destroy()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def host(self) -> str:
+        """Where the apiserver listens: the pod network's gateway (Pods reach it too)."""
+        return self.network.gateway if self.network else HOST
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -197,13 +223,13 @@ class ControlPlane:
         certs.mkdir(exist_ok=True)
         self._serving_ca = TinyCA("golora-serving-ca")
         self._client_ca = TinyCA("golora-client-ca")
-        self._serving_ca.serving(HOST).write(certs, "apiserver")
+        self._serving_ca.serving(HOST, self.host).write(certs, "apiserver")
         self._client_ca.pair.write(certs, "client-ca")
         (certs / "serving-ca.crt").write_bytes(self._serving_ca.pair.cert_pem)
         sa_crt, sa_key = signing_key_pair().write(certs, "sa-signer")
         for attempt in range(3):
             port = free_port()
-            self.apiserver_url = f"https://{HOST}:{port}"
+            self.apiserver_url = f"https://{self.host}:{port}"
             args = [
                 str(self.bins.kube_apiserver),
                 f"--etcd-servers={self.etcd_url}",
@@ -212,12 +238,14 @@ class ControlPlane:
                 f"--tls-private-key-file={certs / 'apiserver.key'}",
                 f"--client-ca-file={certs / 'client-ca.crt'}",
                 f"--secure-port={port}",
-                f"--bind-address={HOST}",
-                f"--advertise-address={HOST}",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--authorization-mode=RBAC",
-                "--disable-admission-plugins=ServiceAccount",
+                # Nodes register an InternalIP only (their names do not resolve): logs and
+                # exec are proxied there, to the node agent's kubelet port.
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--service-account-issuer={self.apiserver_url}/",
                 f"--service-account-key-file={sa_crt}",
                 f"--service-account-signing-key-file={sa_key}",
@@ -233,6 +261,44 @@ class ControlPlane:
                 if attempt == 2:
                     raise
                 _stop(self.apiserver_proc)
+
+    def _component_args(self, user: str, name: str) -> list[str]:
+        """Flags both components share: their own identity, loopback, no leader election."""
+        assert self.workdir
+        kc = self.write_kubeconfig(user, None, self.workdir / f"{name}.kubeconfig")
+        return [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+                "--authentication-skip-lookup=true", "--leader-elect=false", f"--bind-address={HOST}",
+                f"--cert-dir={self.workdir / (name + '-certs')}", "--v=1"]
+
+    def _start_component(self, binary: Path, user: str, name: str, extra: list[str]) -> subprocess.Popen:
+        assert self.workdir
+        log = self.workdir / f"{name}.log"
+        for attempt in range(3):
+            port = free_port()
+            proc = self._popen([str(binary), *self._component_args(user, name), f"--secure-port={port}", *extra], log)
+            try:
+                _wait_http(f"https://{HOST}:{port}/healthz", proc, log, START_TIMEOUT)
+                return proc
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                _stop(proc)
+        raise AssertionError("unreachable")
+
+    def _start_scheduler(self) -> None:
+        assert self.bins
+        self.scheduler_proc = self._start_component(self.bins.kube_scheduler, SCHEDULER_USER, "kube-scheduler", [])
+
+    def _start_controller_manager(self) -> None:
+        assert self.bins and self.workdir
+        certs = self.workdir / "certs"
+        self.controller_manager_proc = self._start_component(
+            self.bins.kube_controller_manager, CONTROLLER_MANAGER_USER, "kube-controller-manager", [
+                f"--service-account-private-key-file={certs / 'sa-signer.key'}",
+                f"--root-ca-file={certs / 'serving-ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+            ])
 
     def restart_apiserver(self) -> None:
         """Kill kube-apiserver and start it again on the same etcd and port (fault injection)."""
@@ -288,6 +354,8 @@ class ControlPlane:
         plane = cls(workdir=Path(state["workdir"]), detach=True)
         plane.apiserver_url, plane.etcd_url = state["apiserver"], state["etcd"]
         plane.kubeconfig = Path(state["kubeconfig"])
+        net = state.get("network") or {}
+        plane.network = PodNetwork(index=net.get("index", -1), namespaced=net.get("namespaced", False))
         certs = plane.workdir / "certs"
         plane._client_ca = TinyCA.load(certs / "client-ca.crt", certs / "client-ca.key")
         plane.bins = binaries.find()
@@ -300,8 +368,12 @@ class ControlPlane:
             "kubeconfig": str(self.kubeconfig),
             "apiserver": self.apiserver_url,
             "etcd": self.etcd_url,
-            "pids": {"kube-apiserver": self.apiserver_proc.pid if self.apiserver_proc else None,
-                     "etcd": self.etcd_proc.pid if self.etcd_proc else None},
+            "network": {"index": self.network.index, "namespaced": self.network.namespaced,
+                        "subnet": str(self.network.subnet), "gateway": self.network.gateway} if self.network else None,
+            "pids": {name: proc.pid for name, proc in (
+                ("etcd", self.etcd_proc), ("kube-apiserver", self.apiserver_proc),
+                ("kube-scheduler", self.scheduler_proc),
+                ("kube-controller-manager", self.controller_manager_proc)) if proc is not None},
             "kubectl": str(self.bins.kubectl) if self.bins else None,
         }
 

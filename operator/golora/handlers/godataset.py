@@ -12,7 +12,7 @@ from .. import kube, naming
 from ..api import GROUP, VERSION
 from ..api.godataset import KIND, GoDatasetSpec
 from ..builders import status as st
-from ..builders.dataset import build_dataset_job
+from ..builders.dataset import CONTAINER_NAME, build_dataset_job
 from ..settings import current as current_settings
 from .common import accept, set_condition, set_phase
 
@@ -66,6 +66,14 @@ def follow_job(body: kopf.Body, type: str | None, **_: Any) -> None:
             return  # finished Jobs may be cleaned up; the dataset stays
         state = st.JobState(c.FAILED, "JobDeleted", f"extraction Job {body['metadata']['name']} was deleted "
                             "before it finished; change the spec (or re-create the GoDataset) to run it again")
+    elif state.phase == c.FAILED and not (status.get("result") or {}).get("failure"):
+        # No result from the worker: say how its container ended (the Pod's status).
+        term = st.last_termination(kube.job_pods(ns, body["metadata"]["name"]), CONTAINER_NAME)
+        if term is not None:
+            how = f"signal {term.signal}" if term.signal else f"exit code {term.exit_code}"
+            state = st.JobState(c.FAILED, term.reason if term.reason == "OOMKilled" else state.reason,
+                                f"{state.message}: container {CONTAINER_NAME} ended with {how} ({term.reason})"
+                                + (f": {term.message}" if term.message else ""))
     update = dataset_status(status, state, cr["metadata"]["generation"])
     if update:
         kube.patch_cr_status(KIND.plural, ns, name, update)
@@ -98,10 +106,5 @@ def dataset_status(status: dict[str, Any], job: st.JobState, generation: int) ->
     return None
 
 
-@kopf.on.delete(GROUP, VERSION, KIND.plural)
-def cleanup(body: kopf.Body, **_: Any) -> None:
-    """Delete the dataset's Jobs (there may be no garbage collector to follow owner refs).
-    The dataset files on the store are kept: they may already feed a training."""
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    for job in kube.list_jobs(ns, {naming.LABEL_KIND: KIND.kind, naming.LABEL_NAME: name}):
-        kube.delete_job(ns, job.metadata.name)
+# Deleting a GoDataset deletes its Jobs (and their Pods) through the garbage collector:
+# every Job has an ownerReference to it. The dataset files on the store are kept.

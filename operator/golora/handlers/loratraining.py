@@ -19,11 +19,9 @@ from ..api import godataset as gds_api
 from ..api.loratraining import (
     GATE_DISABLED,
     KIND,
-    REASON_INTERRUPTED,
     REASON_JOB_DELETED,
     REASON_QUALITY_GATE_FAILED,
     LoraTrainingSpec,
-    reason_for_exit_code,
 )
 from ..builders import status as st
 from ..builders import training as tb
@@ -106,12 +104,8 @@ def follow_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
         kube.patch_cr_status(KIND.plural, ns, name, update)
 
 
-@kopf.on.delete(GROUP, VERSION, KIND.plural)
-def cleanup(body: kopf.Body, **_: Any) -> None:
-    """Delete the training Jobs (no garbage collector is assumed). The adapter is kept."""
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    for job in kube.list_jobs(ns, {**LABELS, naming.LABEL_NAME: name}):
-        kube.delete_job(ns, job.metadata.name)
+# Deleting a LoraTraining deletes its Jobs (and Pods) through the garbage collector (ownerReferences).
+# The adapter on the store is kept.
 
 
 # ---- the reconcile ----------------------------------------------------------------------
@@ -217,11 +211,15 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
             extra={"attempts": _mark(attempts, attempt, "Succeeded")}))
         return
 
-    # Failed: a reason from the trainer, else from its exit code, else the Job's.
+    # Failed: a reason from the trainer, else from how its container ended (the Pod's
+    # status: exit code, OOMKilled, signal), else the Job's.
     failure = result.get("failure") or {}
-    reason = failure.get("reason") or _reason_from_job_message(state.message) or state.reason
-    message = failure.get("message") or state.message
-    used = result.get("microBatchSize") or (status.get("progress") or {}).get("microBatchSize") or override
+    term = None if failure.get("reason") else st.last_termination(kube.job_pods(ns, job_name), tb.CONTAINER_NAME)
+    reason = failure.get("reason") or tb.reason_from_termination(term) or state.reason
+    message = failure.get("message") or (_describe(term) if term else state.message)
+    # The micro-batch this attempt ran with: as reported, else as asked (killed before it reported).
+    asked = spec.training.micro_batch_size if isinstance(spec.training.micro_batch_size, int) else None
+    used = result.get("microBatchSize") or (status.get("progress") or {}).get("microBatchSize") or override or asked
     _fail_or_retry(ns, name, cr, spec, files, gen, attempt, reason, message, used, attempts, ready, gate)
 
 
@@ -273,18 +271,10 @@ def _mark(attempts: list[dict[str, Any]], attempt: int, outcome: str) -> list[di
     return [{**a, "outcome": outcome} if a.get("attempt") == attempt else a for a in attempts]
 
 
-def _reason_from_job_message(message: str) -> str | None:
-    """The local Job runner and kubelet messages carry the exit code ("exit code 3: ...").
-    A worker killed by a signal (node lost, OOM-killer, eviction) was interrupted: its next
-    attempt resumes from the last checkpoint."""
-    if message.startswith("exit code "):
-        code = message.removeprefix("exit code ").split(":", 1)[0]
-        if code.lstrip("-").isdigit():
-            number = int(code)
-            if number < 0 or number in (137, 143):
-                return REASON_INTERRUPTED
-            return reason_for_exit_code(number)
-    return None
+def _describe(term: st.Termination) -> str:
+    how = f"signal {term.signal}" if term.signal else f"exit code {term.exit_code}"
+    text = f"container {tb.CONTAINER_NAME} of pod {term.pod} ended with {how} ({term.reason or 'Error'})"
+    return text + (f": {term.message}" if term.message else "")
 
 
 def _f(x: Any) -> str:
