@@ -127,6 +127,10 @@ def test_absolute_thresholds_stay_available():
     assert decide(result(same, base), QualityGate(max_repeat_run=16))[1] == GATE_DEGENERATE_OUTPUT
     assert decide(result(same, base), QualityGate(min_distinct2=0.6))[1] == GATE_DEGENERATE_OUTPUT
     assert decide(result(same, base), QualityGate(min_go_parse_rate=0.5))[1] == GATE_LOW_PARSE_RATE
+    alone = result(same.model_copy())  # compareWithBase: false -> no base metrics, no "vs"
+    assert decide(alone, QualityGate(max_repeat_run=16))[1] == GATE_DEGENERATE_OUTPUT and alone.comparison == "run 20"
+    alone = result(same.model_copy())
+    assert decide(alone, QualityGate(compare_with_base=False))[0] and alone.comparison == "parse 0.20"
 
 
 def test_healthy_generations_pass_and_report_both_models():
@@ -240,3 +244,40 @@ def test_type_check_of_stdlib_pairs_through_golora_extract(go_store, extractor_b
     m = GenerationMetrics()
     apply_checks(m, check)
     assert (m.type_checkable, m.type_check_passed, m.type_check_rate) == (1, 0, 0.0)
+
+
+def test_kubectl_columns_show_the_verdict_with_its_comparison_and_wide_adds_type_check_rates():
+    from golora.api.loratraining import KIND, LoraTrainingStatus
+
+    cols = {c.name: c for c in KIND.printer_columns}
+    names = [c.name for c in KIND.printer_columns if c.priority == 0]
+    assert names[names.index("Gate") + 1] == "Vs-Base"  # "Passed  parse 0.62 vs 0.48"
+    assert cols["Vs-Base"].json_path == ".status.result.qualityGate.comparison"
+    assert (cols["Typecheck"].priority, cols["Base-Typecheck"].priority) == (1, 1)  # -o wide
+    assert cols["Typecheck"].json_path.endswith(".qualityGate.adapter.typeCheckRate")
+    assert cols["Base-Typecheck"].json_path.endswith(".qualityGate.base.typeCheckRate")
+    # every path is a field the status schema declares (undeclared status fields are pruned)
+    status = LoraTrainingStatus.model_validate({"result": {"qualityGate": {
+        "comparison": "parse 0.62 vs 0.48", "adapter": {"typeCheckRate": 0.5}, "base": {"typeCheckRate": 0.25}}}})
+    gate = status.model_dump(by_alias=True, exclude_none=True)["result"]["qualityGate"]
+    assert gate["adapter"]["typeCheckRate"] == 0.5 and gate["base"]["typeCheckRate"] == 0.25
+
+
+def test_default_rules_are_relative_and_absolute_thresholds_are_off():
+    g = QualityGate()
+    assert g.compare_with_base and g.parse_rate_tolerance == 0.1 and g.max_eval_loss_ratio == 1.0
+    assert (g.max_whitespace_ratio, g.max_repeat_run, g.min_distinct2, g.min_go_parse_rate) == (None,) * 4
+    assert QualityGate.model_validate({"parseRateTolerance": 0.2, "minGoParseRate": 0.5}).min_go_parse_rate == 0.5
+
+
+def test_without_a_goroot_the_type_check_is_a_note_and_the_parse_check_still_runs(extractor_binary, tmp_path):
+    if not extractor_binary:
+        pytest.skip("golora-extract not available")
+    meta = {"repo": "go-src/src", "path": "strings/strings.go", "package": "strings", "name": "ToUpper"}
+    check = go_check([GO, "prose"], extractor_binary, [meta, meta], goroot=tmp_path)
+    assert check.parse_rate == 0.5 and check.parsed == [True, False]
+    assert check.type_checks == ["skipped", "skipped"] and check.type_counts() == (0, 0)
+    assert check.notes == [f"Go type check skipped: {tmp_path} is not a GOROOT: no src/builtin"]
+    m = GenerationMetrics()
+    apply_checks(m, check)
+    assert m.type_checkable == 0 and m.type_check_rate is None and m.go_parse_rate == 0.5

@@ -320,9 +320,9 @@ def _num(v: float | None) -> str:
 
 
 def _vs(label: str, a: float | int | None, b: float | int | None) -> str:
-    if isinstance(a, int) and (b is None or isinstance(b, int)):
-        return f"{label} {a} vs {'n/a' if b is None else b}"
-    return f"{label} {_num(a)} vs {_num(b)}" if b is not None else f"{label} {_num(a)}"
+    """'parse 0.62 vs 0.48' (adapter vs base), or 'parse 0.62' without a base."""
+    fmt = (lambda v: str(v)) if isinstance(a, int) and isinstance(b, int | None) else _num
+    return f"{label} {fmt(a)} vs {fmt(b)}" if b is not None else f"{label} {fmt(a)}"
 
 
 def _degenerate(a: GenerationMetrics, b: GenerationMetrics | None, gate: QualityGate) -> list[tuple[str, str]]:

@@ -166,9 +166,9 @@ func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv f
 		note := ""
 		root := findGoroot(*goroot, getenv)
 		if root == "" {
-			note = "no type check: no GOROOT with sources (--goroot, $GOROOT or go on PATH)"
+			note = "no GOROOT with sources (--goroot, $GOROOT or go on PATH)"
 		} else if tc, err = check.NewTypeChecker(root); err != nil {
-			note = "no type check: " + err.Error()
+			note = err.Error()
 		}
 		rep, err = check.ReaderWith(in, tc, note, bad)
 	} else {

@@ -139,7 +139,7 @@ func TestCheckTypecheck(t *testing.T) {
 	out.Reset()
 	nowhere := filepath.Join(t.TempDir(), "go")
 	if code := Main([]string{"check", "--typecheck", "--goroot", nowhere}, strings.NewReader(in), &out, io.Discard, os.Getenv); code != 0 ||
-		!strings.Contains(out.String(), `"note":"no type check: `) || !strings.Contains(out.String(), `"typeCheckable":0`) {
+		!strings.Contains(out.String(), `is not a GOROOT`) || !strings.Contains(out.String(), `"typeCheckable":0`) {
 		t.Errorf("check --typecheck without a GOROOT: exit %d, %s", code, out.String())
 	}
 	if code := Main([]string{"check", "--bogus"}, strings.NewReader(in), &out, io.Discard, os.Getenv); code != 2 {
