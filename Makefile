@@ -69,7 +69,7 @@ test-go: ## go test for the extractor
 	cd extractor && go test ./...
 
 .PHONY: test
-test: build crds-check test-go vllm ## everything: unit, real control plane, training on CPU, real vLLM, Go tests
+test: build crds-check test-go vllm ## everything: unit, the local cluster, training on CPU, real vLLM, Go tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -77,7 +77,7 @@ test-unit: venv ## unit tests only (no cluster, no training)
 	$(PY) -m pytest -q -m "not cluster and not train" $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: build ## local control plane + operator + sample CRs, then tear down
+demo: build vllm ## local cluster + operator + manifests/demo through to go-adapter answering, then tear down
 	$(PY) -m golora.devcluster.demo
 
 .PHONY: bench-extract

@@ -1,4 +1,4 @@
-"""GoDataset end to end on the real apiserver: operator -> Job -> (local Job runner) ->
+"""GoDataset end to end on the real apiserver: operator -> Job -> (real Job controller, node agent) ->
 golora-extract -> status through the status subresource under the worker's own RBAC."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The real local control plane (etcd + kube-apiserver built from Go modules) and the
-local Job runner that stands in for the kubelet. Used by tests and ``make demo``."""
+"""The local cluster: etcd, kube-apiserver, kube-scheduler and kube-controller-manager built
+from the pinned Go modules (``cluster``), each Pod on its own IP (``podnet``), and the node
+agent that stands in for the kubelet (``nodeagent``). Used by ``python -m golora.devcluster``,
+the tests and ``make demo``."""
 
 from .cluster import ControlPlane
 

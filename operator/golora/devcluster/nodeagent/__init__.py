@@ -263,28 +263,35 @@ class NodeAgent:
         return c.log_path, lambda: c.running() and not worker.delete_requested.is_set()
 
     # ---- helpers for tests and the demo ---------------------------------------------------------
-    def claim(self, namespace: str, claim: str, path: Path | None = None, read_only: bool = False) -> Path:
-        """A PersistentVolumeClaim backed by a hostPath PersistentVolume (static provisioning,
-        bound by the real PV controller); returns the directory. Idempotent."""
+    def volume(self, namespace: str, claim: str, path: Path | None = None, read_only: bool = False) -> Path:
+        """A hostPath PersistentVolume reserved for the claim ``namespace/claim`` (static
+        provisioning: the real PV controller binds the claim when it appears). Idempotent."""
         path = Path(path or self.workdir / "claims" / namespace / claim)
         path.mkdir(parents=True, exist_ok=True)
-        pv_name = f"{namespace}-{claim}"[:253]
-        modes = ["ReadOnlyMany"] if read_only else ["ReadWriteMany"]
-        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name,
-              "labels": {"golora.dev/local-claim": "true"}},
-              "spec": {"capacity": {"storage": "100Gi"}, "accessModes": modes, "hostPath": {"path": str(path)},
-                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                       "claimRef": {"namespace": namespace, "name": claim}}}
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {
+              "name": f"{namespace}-{claim}"[:253], "labels": {"golora.dev/local-claim": "true"}},
+              "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadOnlyMany" if read_only else "ReadWriteMany"],
+                       "hostPath": {"path": str(path)}, "persistentVolumeReclaimPolicy": "Retain",
+                       "storageClassName": "", "claimRef": {"namespace": namespace, "name": claim}}}
+        try:
+            self.core.create_persistent_volume(pv)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        return path
+
+    def claim(self, namespace: str, claim: str, path: Path | None = None, read_only: bool = False) -> Path:
+        """The volume and its PersistentVolumeClaim; returns the directory. Idempotent."""
+        path = self.volume(namespace, claim, path, read_only)
         pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
-               "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}},
-                        "storageClassName": "", "volumeName": pv_name}}
-        for create, body in ((self.core.create_persistent_volume, pv),
-                             (lambda b: self.core.create_namespaced_persistent_volume_claim(namespace, b), pvc)):
-            try:
-                create(body)
-            except kubernetes.client.ApiException as exc:
-                if exc.status != 409:
-                    raise
+               "spec": {"accessModes": ["ReadOnlyMany" if read_only else "ReadWriteMany"],
+                        "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "",
+                        "volumeName": f"{namespace}-{claim}"[:253]}}
+        try:
+            self.core.create_namespaced_persistent_volume_claim(namespace, pvc)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
         return path
 
     claim_dir = claim
