@@ -831,8 +831,8 @@ def container_port(container: dict[str, Any]) -> int:
 
 
 def models_for_container(container: dict[str, Any]) -> dict[str, Any]:
-    """What ``GET /v1/models`` of a vLLM running this container's command line lists (used
-    by the stand-in server and by tests)."""
+    """What ``GET /v1/models`` of a vLLM running this container's command line lists (what
+    the unit tests compare against)."""
     inv = parse_invocation(container.get("command"), container.get("args"))
     mods = inv.lora_modules if inv.lora_enabled else []
     return vllm.models_listing(inv.model or "", inv.served_model_names, mods)

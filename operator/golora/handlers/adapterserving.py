@@ -19,8 +19,7 @@ Settings (environment of the operator):
   checks the files on the store and reports ``status.adapterCheck``.
 - ``GOLORA_MODELS_URL``: base URL template of the ``/v1/models`` probe, default
   ``http://{pod_ip}:{port}`` over the ready pods. A template without ``{pod_ip}`` is asked
-  once per Deployment (``{namespace}``, ``{deployment}``, ``{port}`` are filled in): tests
-  point it at the stand-in server in ``golora.devcluster.fake_vllm``.
+  once per Deployment (``{namespace}``, ``{deployment}``, ``{port}`` are filled in).
 - ``GOLORA_SERVING_RECHECK_SECONDS`` (default 30): the timer's interval.
 """
 
@@ -341,7 +340,7 @@ def probe_serving(ns: str, deployment: dict[str, Any], container: dict[str, Any]
     if "{pod_ip}" in template:
         pods = _ready_pods(ns, deployment)
         if not pods:
-            return None, f"{name}: no ready pods to ask GET /v1/models (the local control plane runs no pods)"
+            return None, f"{name}: no ready pods to ask GET /v1/models"
         urls = [template.format(pod_ip=p["status"]["podIP"], port=port, namespace=ns, deployment=name) for p in pods]
     else:
         urls = [template.format(port=port, namespace=ns, deployment=name)]

@@ -40,7 +40,7 @@ def rewrite(value: Any, mounts: dict[str, str]) -> Any:
     for container_path in sorted(mounts, key=len, reverse=True):
         if value == container_path or value.startswith(container_path.rstrip("/") + "/"):
             return mounts[container_path] + value[len(container_path):]
-        if value.startswith("--") and "=" in value:  # --flag=/path
+        if "=" in value:  # --flag=/path, or vLLM's --lora-modules name=/path
             flag, _, rest = value.partition("=")
             if rest == container_path or rest.startswith(container_path.rstrip("/") + "/"):
                 return f"{flag}={mounts[container_path]}{rest[len(container_path):]}"
