@@ -14,7 +14,8 @@ from kopf.testing import KopfRunner
 
 from tests.conftest import wait_for
 
-FAST_ENV = {"GOLORA_WATCH_SERVER_TIMEOUT": "10", "GOLORA_BACKOFF": "1", "GOLORA_METRICS_PORT": "0"}
+FAST_ENV = {"GOLORA_WATCH_SERVER_TIMEOUT": "10", "GOLORA_BACKOFF": "1", "GOLORA_METRICS_PORT": "0",
+            "GOLORA_SERVING_RECHECK_SECONDS": "5"}
 
 
 class _Capture(logging.Handler):

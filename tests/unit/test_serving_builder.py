@@ -663,3 +663,24 @@ def test_explicit_adapter_path(monkeypatch, tmp_path):
                                                        "bias": "none", "base_model_name_or_path": QWEN}))
     got = h.resolve_adapter("ns", spec)
     assert (got.rank, got.base_model, got.reason) == (24, QWEN, "FilesValidated")
+
+
+def _engine_pod(name: str, args: list[str], state: dict, last: dict | None = None) -> dict:
+    cs = {"name": "vllm", "state": state, "lastState": last or {}, "restartCount": 1 if last else 0}
+    return {"metadata": {"name": name}, "spec": {"containers": [{"name": "vllm", "args": args}]},
+            "status": {"containerStatuses": [cs]}}
+
+
+def test_engine_crash_only_counts_pods_of_the_current_template():
+    dep = {"metadata": {"name": "v"}, "spec": {"template": {"spec": {"containers": [
+        {"name": "vllm", "args": ["m", "--enable-lora"]}]}}}}
+    crashed = {"terminated": {"exitCode": 1, "reason": "Error", "message": "ValueError: bad adapter\n"}}
+    old = _engine_pod("old", ["m"], {"waiting": {"reason": "CrashLoopBackOff"}}, crashed)
+    assert sv.engine_crash(dep, [old], "vllm") is None  # an older template's pod: not this patch's doing
+    running = _engine_pod("ok", ["m", "--enable-lora"], {"running": {}})
+    assert sv.engine_crash(dep, [running], "vllm") is None
+    looping = _engine_pod("new", ["m", "--enable-lora"], {"waiting": {"reason": "CrashLoopBackOff"}}, crashed)
+    assert sv.engine_crash(dep, [running, looping], "vllm") == sv.EngineCrash("new", 1, "Error", "ValueError: bad adapter")
+    clean_exit = _engine_pod("done", ["m", "--enable-lora"], {"terminated": {"exitCode": 0, "reason": "Completed"}})
+    assert sv.engine_crash(dep, [clean_exit], "vllm") is None
+    assert sv.engine_crash(dep, [looping], "other") is None

@@ -164,10 +164,23 @@ class AdapterCheckResult(StatusModel):
     checked_at: str | None = None
 
 
+class RejectedAdapter(StatusModel):
+    """An adapter the model server refused at start (Restart mode): golora took its entry out
+    again so the server came back with the base model; it is not patched in again until the
+    adapter (path or training generation) or the spec changes."""
+
+    path: str | None = Field(None, description="Adapter directory that was refused, relative to the store.")
+    source: str | None = Field(None, description="Where its facts came from (e.g. the LoraTraining and generation).")
+    generation: int | None = Field(None, description="metadata.generation of the AdapterServing when it was refused.")
+    pod: str | None = Field(None, description="The pod whose engine container failed.")
+    message: str | None = Field(None, description="vLLM's last log line, or the container's termination message.")
+
+
 class AdapterServingStatus(CommonStatus):
     """Observed state of an AdapterServing."""
 
     adapter: AdapterInfo | None = None
+    rejected: RejectedAdapter | None = Field(None, description="The adapter the server refused, if it did.")
     adapter_check: AdapterCheckResult | None = Field(
         None, description="Result of the validation Job for an explicit adapterPath (worker-written).")
     targets: list[TargetStatus] = Field(default_factory=list, description="Per-Deployment state.")

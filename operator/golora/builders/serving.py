@@ -791,6 +791,42 @@ def rollout_state(deployment: dict[str, Any]) -> Rollout:
     return Rollout(gen, obs, want, updated, available, ready, done, msg)
 
 
+@dataclass(frozen=True)
+class EngineCrash:
+    """The engine container of a pod from the Deployment's current template exited with an error."""
+
+    pod: str
+    exit_code: int | None
+    reason: str
+    message: str
+
+
+def engine_crash(deployment: dict[str, Any], pods: list[dict[str, Any]], container: str) -> EngineCrash | None:
+    """A pod running the Deployment's *current* engine command line (same args) whose engine
+    container failed: exited non-zero (``lastState`` or ``state.terminated``) or is in
+    ``CrashLoopBackOff``. That is vLLM refusing to start, e.g. an adapter it cannot load
+    (``init_static_loras``): in Restart mode such an adapter takes the whole server down."""
+    engine, _ = find_container(deployment, container)
+    if engine is None:
+        return None
+    for pod in pods:
+        spec_engine = next((x for x in (pod.get("spec") or {}).get("containers") or [] if x.get("name") == container), None)
+        if spec_engine is None or spec_engine.get("args") != engine.get("args") or \
+                spec_engine.get("command") != engine.get("command"):
+            continue  # a pod of an older template
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != container:
+                continue
+            state, last = cs.get("state") or {}, cs.get("lastState") or {}
+            term = state.get("terminated") or last.get("terminated")
+            waiting = state.get("waiting") or {}
+            if (term and term.get("exitCode", 0) != 0) or waiting.get("reason") == "CrashLoopBackOff":
+                term = term or {}
+                return EngineCrash(pod["metadata"]["name"], term.get("exitCode"), term.get("reason") or
+                                   waiting.get("reason") or "Error", (term.get("message") or "").strip())
+    return None
+
+
 def _requests_gpu(pod: dict[str, Any]) -> str | None:
     for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
         res = c.get("resources") or {}

