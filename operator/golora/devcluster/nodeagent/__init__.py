@@ -230,7 +230,7 @@ class NodeAgent:
     def remove_pod(self, pod: dict[str, Any]) -> None:
         """The kubelet's last word: delete now, but only this incarnation (UID precondition)."""
         meta = pod["metadata"]
-        with contextlib.suppress(kubernetes.client.ApiException):
+        with contextlib.suppress(kubernetes.client.ApiException, OSError):
             self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body={
                 "gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
 
@@ -244,7 +244,7 @@ class NodeAgent:
                 "firstTimestamp": now, "lastTimestamp": now,
                 "source": {"component": "kubelet", "host": pod["spec"].get("nodeName", "")},
                 "reportingComponent": "kubelet", "reportingInstance": pod["spec"].get("nodeName", "")}
-        with contextlib.suppress(kubernetes.client.ApiException):
+        with contextlib.suppress(kubernetes.client.ApiException, OSError):
             self.core.create_namespaced_event(meta["namespace"], body)
 
     def _log_file(self, ns: str, name: str, container: str, previous: bool) -> Any:

@@ -72,8 +72,9 @@ class PodWorker(threading.Thread):
         try:
             self._run()
         except Exception as exc:  # noqa: BLE001 - one broken pod must not stop the node
-            log.exception("pod %s/%s", self.ns, self.pod_name)
-            self.agent.event(self.pod, "Warning", "FailedCreatePodSandBox", f"node agent: {exc}")
+            if not self.agent.stopping.is_set():
+                log.exception("pod %s/%s", self.ns, self.pod_name)
+                self.agent.event(self.pod, "Warning", "FailedCreatePodSandBox", f"node agent: {exc}")
         finally:
             for c in self.inits + self.mains:
                 c.kill(0)
