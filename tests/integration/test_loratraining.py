@@ -133,6 +133,13 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
         "containers": [{"name": "vllm", "image": "busybox", "command": ["sleep", "600"],
                         "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})
     wait_for(lambda: core.read_namespaced_pod("prefill", namespace).status.phase == "Running", what="prefill running")
+    # Waiting for a dataset that does not exist yet, the precision the T4 implies is already shown.
+    early = training("early", "models/none", dataset="later")
+    early["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", early)
+    waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "early")).get("status", {})
+                       .get("expectedPrecision") and o, what="expectedPrecision while waiting for the dataset")
+    assert waiting["status"]["expectedPrecision"] == "fp16" and cond(waiting, "DatasetReady")["status"] == "False"
     custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
     lt = training("t4", "models/none")
     lt["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}

@@ -153,8 +153,10 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
                    + (f": {dataset_status['message']}" if dataset_status.get("message") else ""))
             reason = "DatasetNotFound" if ds is None else "DatasetNotReady"
             phase = c.FAILED if dataset_status.get("phase") == c.FAILED else c.PENDING
+            # The precision `auto` will use is known from the nodes already: say it while waiting.
+            extra = {"expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
             _write(ns, name, cr, st.status_patch(status, phase=phase, message=f"waiting: {why}", generation=gen,
-                                                 conditions=[(c.DATASET_READY, c.FALSE, reason, why)]))
+                                                 conditions=[(c.DATASET_READY, c.FALSE, reason, why)], extra=extra))
             return
     files = tb.dataset_files(ns, spec, dataset_status)
     ready = (c.DATASET_READY, c.TRUE, "DatasetReady",
