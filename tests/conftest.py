@@ -89,9 +89,9 @@ EXTRACTOR = REPO / ".bin" / "golora-extract"
 
 
 def go_root() -> Path:
-    import subprocess
+    from golora.devcluster.binaries import go_root as toolchain_root
 
-    return Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
+    return toolchain_root()
 
 
 @pytest.fixture(scope="session")

@@ -65,10 +65,6 @@ def _kill(pid: int | None, timeout: float = 20) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def go_root() -> Path:
-    return Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     state = _load()
     if state and _alive(state["pids"].get("kube-apiserver")):
@@ -144,7 +140,7 @@ def cmd_node_agent(_: argparse.Namespace) -> int:
     agent.start()
     # The demo's claims (manifests/demo asks for them): the store and the Go standard library.
     agent.volume(DEMO_NAMESPACE, "golora-store")
-    agent.volume(DEMO_NAMESPACE, "go-src", go_root(), read_only=True)
+    agent.volume(DEMO_NAMESPACE, "go-src", binaries.go_root(), read_only=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))

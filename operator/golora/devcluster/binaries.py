@@ -71,3 +71,9 @@ def find() -> Binaries:
         if not os.access(path, os.X_OK):
             raise RuntimeError(f"{name} at {path} is not an executable file")
     return Binaries(**{name.replace("-", "_"): found[name] for name in NAMES})
+
+
+def go_root() -> Path:
+    """The Go toolchain's GOROOT (its ``src`` is the standard library the demo and tests extract)."""
+    out = subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())

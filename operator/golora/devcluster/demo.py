@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from . import vllm_local
-from .binaries import repo_root
+from .binaries import go_root, repo_root
 from .cluster import ControlPlane
 from .crds import install_crds
 from .images import local_images
@@ -36,10 +36,6 @@ NAMESPACE = "golora-demo"
 TERMINAL = {"Succeeded", "Failed", "Invalid"}
 SERVING_DONE = {"Serving", "Failed", "Invalid"}
 ORDER = ("GoDataset/stdlib", "LoraTraining/go-adapter", "AdapterServing/go-adapter")
-
-
-def _go_root() -> Path:
-    return Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
 
 
 def _objects(plane: ControlPlane) -> list[dict]:
@@ -140,7 +136,7 @@ def main() -> int:
         try:
             agent.start()
             agent.volume(NAMESPACE, "golora-store", store)
-            agent.volume(NAMESPACE, "go-src", _go_root(), read_only=True)
+            agent.volume(NAMESPACE, "go-src", go_root(), read_only=True)
             t_apply = time.monotonic()
             print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
             phases = watch(plane, timeout=1500, t0=t_apply)

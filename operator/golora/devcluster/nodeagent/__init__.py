@@ -30,6 +30,7 @@ from typing import Any
 
 import kubernetes
 
+from ...conditions import now_rfc3339
 from ..certs import TinyCA
 from ..cluster import ControlPlane
 from .logserver import LogServer
@@ -48,6 +49,7 @@ __all__ = ["ImageSpec", "NodeAgent", "NodeSpec"]
 
 
 def _micro_now() -> str:
+    """A MicroTime (Lease renewTime has microseconds)."""
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -133,7 +135,7 @@ class NodeAgent:
         self._renew_lease(spec)
 
     def _post_node_status(self, spec: NodeSpec) -> None:
-        now = _micro_now()[:19] + "Z"
+        now = now_rfc3339()
         conds = [("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
                  ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                  ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
@@ -236,7 +238,7 @@ class NodeAgent:
 
     def event(self, pod: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
-        now = _micro_now()[:19] + "Z"
+        now = now_rfc3339()
         body = {"metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
                 "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"],
                                    "namespace": meta["namespace"], "uid": meta["uid"]},

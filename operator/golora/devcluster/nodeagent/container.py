@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
 import os
 import signal
 import subprocess
@@ -21,16 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...conditions import now_rfc3339
 from .probes import ProbeState
 
 MESSAGE_LIMIT = 4096
 FALLBACK_LINES = 80
 FALLBACK_BYTES = 2048
 BACKOFF_INITIAL, BACKOFF_MAX = 10.0, 300.0
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def memory_bytes(quantity: str) -> int:
@@ -118,7 +114,7 @@ class Container:
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=lambda: _child_setup(self._cgroup))  # noqa: PLW1509
         self.run_started = time.monotonic()
-        self.state = {"running": {"startedAt": now_iso()}}
+        self.state = {"running": {"startedAt": now_rfc3339()}}
         self.started = "startupProbe" not in self.spec
         self.ready = False
         self._killed_for = ""
@@ -180,8 +176,8 @@ class Container:
         terminated: dict[str, Any] = {
             "exitCode": exit_code,
             "reason": "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": (self.state.get("running") or {}).get("startedAt") or now_iso(),
-            "finishedAt": now_iso(),
+            "startedAt": (self.state.get("running") or {}).get("startedAt") or now_rfc3339(),
+            "finishedAt": now_rfc3339(),
             "containerID": self.container_id,
         }
         if sig:

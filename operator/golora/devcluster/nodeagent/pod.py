@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import kubernetes
 
+from ...conditions import now_rfc3339
 from . import env as envmod
-from .container import Container, now_iso
+from .container import Container
 from .probes import check_once
 from .spec import PASS_THROUGH_ENV, find_image
 from .volumes import VolumeNotReady, VolumeSetup, scratch_dir
@@ -82,7 +83,7 @@ class PodWorker(threading.Thread):
             self.agent.forget(self.uid)
 
     def _run(self) -> None:
-        self.start_time = now_iso()
+        self.start_time = now_rfc3339()
         self.pod_ip = self.node_ip if self.host_network else self.agent.network.attach(self.uid)
         self._network_ready = True
         if not self._images_runnable() or not self._setup_volumes():
@@ -322,7 +323,7 @@ class PodWorker(threading.Thread):
     def status(self) -> dict[str, Any]:
         self.phase = self._phase()
         ready = self.initialized and all(c.ready for c in self.mains) and self.phase == "Running"
-        ts = now_iso()
+        ts = now_rfc3339()
         ours = {"PodReadyToStartContainers": self._network_ready, "Initialized": self.initialized,
                 "ContainersReady": ready, "Ready": ready}
         old = {x["type"]: x for x in (self.pod.get("status") or {}).get("conditions") or []}
