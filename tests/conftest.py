@@ -66,6 +66,9 @@ def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = kubernetes.client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": name}})
+    # The real service-account controller creates "default" within a moment; Pods need it.
+    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             timeout=30, interval=0.1, what="default ServiceAccount")
     if "node_agent" in request.fixturenames:
         agent = request.getfixturevalue("node_agent")
         agent.claim(name, "golora-store")
