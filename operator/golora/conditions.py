@@ -7,7 +7,16 @@ when ``status`` changes; ``observedGeneration`` says which spec they describe.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
+
+from .api.common import (
+    CONDITION_MESSAGE_MAX,
+    CONDITION_REASON_MAX,
+    CONDITION_REASON_PATTERN,
+    CONDITION_TYPE_MAX,
+    CONDITION_TYPE_PATTERN,
+)
 
 # Phases (status.phase)
 PENDING = "Pending"
@@ -40,6 +49,45 @@ GPU_SURGE_RISK = "GPUSurgeRisk"
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
+# Reasons of Ready=False that are not some other condition's reason.
+REASON_RECONCILING = "Reconciling"  # a new generation: golora has not computed its status yet
+REASON_INVALID_SPEC = "InvalidSpec"
+
+_TYPE_RE = re.compile(CONDITION_TYPE_PATTERN)
+_REASON_RE = re.compile(CONDITION_REASON_PATTERN)
+
+
+def valid_type(type_: str) -> bool:
+    return isinstance(type_, str) and len(type_) <= CONDITION_TYPE_MAX and bool(_TYPE_RE.match(type_))
+
+
+def valid_reason(reason: str) -> bool:
+    return isinstance(reason, str) and 0 < len(reason) <= CONDITION_REASON_MAX and bool(_REASON_RE.match(reason))
+
+
+def as_reason(text: Any, fallback: str) -> str:
+    """A reason from outside golora's code (a worker's result, a Job's or Pod's condition)
+    made valid for metav1.Condition: kept if valid, else its letters/digits, else ``fallback``."""
+    if valid_reason(text):
+        return text
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "", str(text or ""))
+    cleaned = re.sub(r"^[^A-Za-z]+", "", cleaned)[:CONDITION_REASON_MAX]
+    return cleaned if valid_reason(cleaned) else fallback
+
+
+def _complete(cond: dict[str, Any], now: str) -> dict[str, Any]:
+    """An existing condition (possibly written by an older golora, or by hand) with every field
+    metav1.Condition requires, so rewriting the list never fails validation."""
+    out = dict(cond)
+    out["reason"] = as_reason(out.get("reason"), "Unknown")
+    out["message"] = str(out.get("message") or "")[:CONDITION_MESSAGE_MAX]
+    out.setdefault("lastTransitionTime", now)
+    if out.get("lastTransitionTime") is None:
+        out["lastTransitionTime"] = now
+    if out.get("observedGeneration") is None:
+        out.pop("observedGeneration", None)
+    return out
+
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -54,30 +102,43 @@ def set_condition(
     generation: int | None = None,
     now: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return a new conditions list with ``type_`` set; others are kept in order."""
+    """Return a new conditions list with ``type_`` set; others are kept in order.
+
+    Every condition returned satisfies metav1.Condition's schema (the CRDs declare it): a
+    type or reason it would reject raises ValueError here; a message is cut to its maximum."""
     if status not in (TRUE, FALSE, UNKNOWN):
         raise ValueError(f"condition status must be True/False/Unknown, not {status!r}")
+    if not valid_type(type_):
+        raise ValueError(f"invalid condition type {type_!r}")
+    if not valid_reason(reason):
+        raise ValueError(f"invalid condition reason {reason!r} (metav1.Condition: CamelCase, {CONDITION_REASON_PATTERN})")
+    if generation is not None and generation < 0:
+        raise ValueError(f"observedGeneration must be >= 0, not {generation}")
+    now = now or now_rfc3339()
+    message = str(message or "")[:CONDITION_MESSAGE_MAX]
     out: list[dict[str, Any]] = []
     found = False
     for cond in conditions or []:
         if cond.get("type") != type_:
-            out.append(dict(cond))
+            out.append(_complete(cond, now))
             continue
         found = True
         changed = cond.get("status") != status
-        out.append({
+        new = {
             "type": type_,
             "status": status,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": (now or now_rfc3339()) if changed else cond.get("lastTransitionTime") or now or now_rfc3339(),
-            "observedGeneration": generation,
-        })
+            "lastTransitionTime": now if changed else cond.get("lastTransitionTime") or now,
+        }
+        if generation is not None:
+            new["observedGeneration"] = generation
+        out.append(new)
     if not found:
-        out.append({
-            "type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": now or now_rfc3339(), "observedGeneration": generation,
-        })
+        new = {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+        if generation is not None:
+            new["observedGeneration"] = generation
+        out.append(new)
     return out
 
 

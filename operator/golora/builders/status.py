@@ -3,6 +3,7 @@ that says so (phase, message, conditions)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,11 @@ def job_state(job: dict[str, Any]) -> JobState:
     return JobState(c.PENDING, "JobPending", "Job is waiting to start")
 
 
+# What a kind's Ready condition is, given its other conditions and the generation:
+# (status, reason, message).
+ReadyRule = Callable[[list[dict[str, Any]], int | None], tuple[str, str, str]]
+
+
 def status_patch(
     current: dict[str, Any] | None,
     *,
@@ -43,13 +49,20 @@ def status_patch(
     generation: int | None,
     conditions: list[tuple[str, str, str, str]],
     extra: dict[str, Any] | None = None,
+    ready: ReadyRule | None = None,
 ) -> dict[str, Any] | None:
     """The status merge-patch for a new phase/conditions, or None if nothing would change
-    (so an idempotent reconcile makes no write)."""
+    (so an idempotent reconcile makes no write).
+
+    ``observedGeneration`` is part of every patch that writes something else, so a status is
+    never about a spec other than the one it says; ``ready`` (a kind's rule) derives the
+    ``Ready`` condition from the others."""
     current = current or {}
     conds = current.get("conditions")
     for type_, status, reason, msg in conditions:
         conds = c.set_condition(conds, type_, status, reason, msg, generation)
+    if ready is not None:
+        conds = c.set_condition(conds, c.READY, *ready(conds or [], generation), generation)
     patch: dict[str, Any] = {}
     if current.get("phase") != phase:
         patch["phase"] = phase
@@ -60,8 +73,54 @@ def status_patch(
     for key, value in (extra or {}).items():
         if current.get(key) != value:
             patch[key] = value
+    if patch and generation is not None and current.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
     return patch or None
 
+
+def _current(conds: list[dict[str, Any]], type_: str, generation: int | None) -> dict[str, Any] | None:
+    """The condition of ``type_`` if it was computed for ``generation`` (an older one is stale)."""
+    cond = c.get_condition(conds, type_)
+    if cond is None or (generation is not None and cond.get("observedGeneration") not in (None, generation)):
+        return None
+    return cond
+
+
+def _blocking(conds: list[dict[str, Any]], generation: int | None, order: tuple[str, ...],
+              default: tuple[str, str]) -> tuple[str, str, str]:
+    """Ready=False with the reason of the first condition in ``order`` that is not True."""
+    for type_ in order:
+        cond = _current(conds, type_, generation)
+        if cond is None:
+            continue
+        if cond.get("status") != c.TRUE:
+            return c.FALSE, cond["reason"], cond.get("message") or f"{type_} is {cond['status']}"
+    return c.FALSE, *default
+
+
+def training_ready(gate_disabled_reason: str) -> ReadyRule:
+    """LoraTraining Ready: the adapter is written and its quality gate passed (or is disabled)."""
+    def rule(conds: list[dict[str, Any]], generation: int | None) -> tuple[str, str, str]:
+        done = _current(conds, c.SUCCEEDED_CONDITION, generation)
+        gate = _current(conds, c.QUALITY_GATE_PASSED, generation)
+        if done is not None and done.get("status") == c.TRUE:
+            if gate is not None and (gate.get("status") == c.TRUE or gate.get("reason") == gate_disabled_reason):
+                return c.TRUE, "AdapterReady", done.get("message") or "adapter written"
+            return c.FALSE, "QualityGateNotPassed", (gate or {}).get("message") or "the quality gate did not pass"
+        if done is not None:
+            return c.FALSE, done["reason"], done.get("message") or ""
+        return _blocking(conds, generation, (c.ACCEPTED, c.DATASET_READY, c.SCHEDULED, c.TRAINING),
+                         ("Training", "training has not finished"))
+    return rule
+
+
+def serving_ready(conds: list[dict[str, Any]], generation: int | None) -> tuple[str, str, str]:
+    """AdapterServing Ready: every target serves the adapter (Serving=True)."""
+    serving = _current(conds, c.SERVING, generation)
+    if serving is not None and serving.get("status") == c.TRUE:
+        return c.TRUE, "Serving", serving.get("message") or "served on every target"
+    return _blocking(conds, generation, (c.ACCEPTED, c.ADAPTER_VALIDATED, c.PATCHED, c.ROLLED_OUT, c.SERVING),
+                     ("NotServing", "the adapter is not served yet"))
 
 
 # Labels the real Job controller puts on its Pods (the second is the legacy one).

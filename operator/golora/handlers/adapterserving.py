@@ -588,7 +588,7 @@ def reconcile(ns: str, name: str, *, announced_phase: str | None = None) -> None
         extra = {"observedGeneration": generation, "targets": outcome.targets, "targetNames": outcome.target_names,
                  "adapter": outcome.adapter, "rejected": outcome.rejected}
         patch = st.status_patch(status, phase=outcome.phase, message=outcome.message, generation=generation,
-                                conditions=conditions, extra=extra)
+                                conditions=conditions, extra=extra, ready=st.serving_ready)
         if patch:
             kube.patch_cr_status(KIND.plural, ns, name, patch)
         old_phase = announced_phase or status.get("phase")

@@ -52,12 +52,18 @@ def accept(model: type[BaseModel], spec: dict[str, Any], body: kopf.Body, patch:
         parsed = model.model_validate(dict(spec))
     except ValidationError as exc:
         message = describe_validation_error(exc)
-        set_condition(patch, body, c.ACCEPTED, c.FALSE, "InvalidSpec", message)
+        set_condition(patch, body, c.ACCEPTED, c.FALSE, c.REASON_INVALID_SPEC, message)
+        set_condition(patch, body, c.READY, c.FALSE, c.REASON_INVALID_SPEC, message)
         set_phase(patch, body, c.INVALID, message, warning=True)
         metrics.record_reconcile(body.get("kind", ""), "invalid")
         return None
     metrics.record_reconcile(body.get("kind", ""), "accepted")
     set_condition(patch, body, c.ACCEPTED, c.TRUE, "Valid", "spec is valid")
+    ready = c.get_condition((body.get("status") or {}).get("conditions"), c.READY)
+    if ready is None or ready.get("observedGeneration") != generation:
+        # A Ready=True about the previous spec must not stand next to this generation.
+        set_condition(patch, body, c.READY, c.FALSE, c.REASON_RECONCILING,
+                      f"golora is acting on generation {generation} of the spec")
     phase = (body.get("status") or {}).get("phase")
     if phase in (None, c.INVALID):
         set_phase(patch, body, c.PENDING, "accepted; waiting to start")

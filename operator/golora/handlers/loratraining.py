@@ -29,6 +29,8 @@ from ..settings import current as current_settings
 from .common import accept
 
 LABELS = {naming.LABEL_KIND: KIND.kind}
+# Ready: the adapter is written and its quality gate passed (or is disabled).
+READY = st.training_ready(GATE_DISABLED)
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
@@ -91,15 +93,16 @@ def follow_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
         return
     gen = cr["metadata"]["generation"]
     if scheduled.get("status") == "True":
-        update = st.status_patch(cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
+        update = st.status_patch(ready=READY, cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
                                  message=cr["status"].get("message", ""), generation=gen,
                                  conditions=[(c.SCHEDULED, c.TRUE, "Scheduled",
                                               f"pod {body['metadata']['name']} scheduled")])
     else:
         msg = scheduled.get("message") or "the training pod cannot be scheduled"
-        update = st.status_patch(cr.get("status"), phase=c.PENDING, message=f"unschedulable: {msg}",
+        update = st.status_patch(ready=READY, cr.get("status"), phase=c.PENDING, message=f"unschedulable: {msg}",
                                  generation=gen, conditions=[(c.SCHEDULED, c.FALSE,
-                                                              scheduled.get("reason") or "Unschedulable", msg)])
+                                                              c.as_reason(scheduled.get("reason"), "Unschedulable"),
+                                                              msg)])
     if update:
         kube.patch_cr_status(KIND.plural, ns, name, update)
 
@@ -155,7 +158,7 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
             phase = c.FAILED if dataset_status.get("phase") == c.FAILED else c.PENDING
             # The precision `auto` will use is known from the nodes already: say it while waiting.
             extra = {"expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
-            _write(ns, name, cr, st.status_patch(status, phase=phase, message=f"waiting: {why}", generation=gen,
+            _write(ns, name, cr, st.status_patch(ready=READY, status, phase=phase, message=f"waiting: {why}", generation=gen,
                                                  conditions=[(c.DATASET_READY, c.FALSE, reason, why)], extra=extra))
             return
     files = tb.dataset_files(ns, spec, dataset_status)
@@ -195,7 +198,7 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
         if state.phase == c.RUNNING:
             conds += [(c.SCHEDULED, c.TRUE, "Scheduled", "training pod is running"),
                       (c.TRAINING, c.TRUE, "Training", f"attempt {attempt} running")]
-        _write(ns, name, cr, st.status_patch(status, phase=phase, message=msg if phase == c.RUNNING else
+        _write(ns, name, cr, st.status_patch(ready=READY, status, phase=phase, message=msg if phase == c.RUNNING else
                                              status.get("message", ""), generation=gen, conditions=conds,
                                              extra={"attempts": _mark(attempts, attempt, "Running")}))
         return
@@ -207,7 +210,7 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
                      gate.get("message") or ("quality gate disabled" if gate_reason == GATE_DISABLED else ""))
         msg = (f"adapter {result.get('adapterPath')}: eval loss {_f(result.get('evalLoss'))} "
                f"(base {_f(result.get('baseEvalLoss'))}), gate {gate_reason}")
-        _write(ns, name, cr, st.status_patch(status, phase=c.SUCCEEDED, message=msg, generation=gen, conditions=[
+        _write(ns, name, cr, st.status_patch(ready=READY, status, phase=c.SUCCEEDED, message=msg, generation=gen, conditions=[
             ready, (c.TRAINING, c.FALSE, "Completed", f"attempt {attempt} completed"),
             (c.SUCCEEDED_CONDITION, c.TRUE, "AdapterReady", msg), gate_cond],
             extra={"attempts": _mark(attempts, attempt, "Succeeded")}))
@@ -240,7 +243,7 @@ def _fail_or_retry(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
     conds = [ready, (c.TRAINING, c.FALSE, reason, message), (c.SUCCEEDED_CONDITION, c.FALSE, reason, message)]
     if reason == REASON_QUALITY_GATE_FAILED or gate.get("passed") is False:
         conds.append((c.QUALITY_GATE_PASSED, c.FALSE, gate.get("reason") or reason, gate.get("message") or message))
-    _write(ns, name, cr, st.status_patch(status, phase=c.FAILED, message=f"{reason}: {message}"[:1000],
+    _write(ns, name, cr, st.status_patch(ready=READY, status, phase=c.FAILED, message=f"{reason}: {message}"[:1000],
                                          generation=gen, conditions=conds, extra={"attempts": attempts}))
 
 
@@ -259,7 +262,7 @@ def _start_attempt(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
     msg = note or f"waiting for training Job {job_name} to start"
     extra = {"attempt": attempt, "attempts": attempts, "jobName": job_name,
              "expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
-    update = st.status_patch(status, phase=c.PENDING, message=msg, generation=gen, extra=extra, conditions=[
+    update = st.status_patch(ready=READY, status, phase=c.PENDING, message=msg, generation=gen, extra=extra, conditions=[
         ready, (c.SCHEDULED, c.UNKNOWN, "JobCreated", f"Job {job_name} created"),
         (c.TRAINING, c.FALSE, "Waiting", msg)])
     if attempt == 1 and status.get("jobName") != job_name:
