@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golora.dev/extractor/extract"
 )
 
 // Meta is the part of a pair's provenance (the extractor's "meta" object)
@@ -380,35 +382,11 @@ func identName(id *ast.Ident) string {
 // function) among decls.
 func findFunc(decls []ast.Decl, name, recv string) *ast.FuncDecl {
 	for _, d := range decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == name && recvName(fd) == strings.TrimLeft(recv, "*") {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == name && extract.ReceiverName(fd) == strings.TrimLeft(recv, "*") {
 			return fd
 		}
 	}
 	return nil
-}
-
-// recvName is the receiver's type name (T for *T, T[K] and *T[K, V]).
-func recvName(fd *ast.FuncDecl) string {
-	if fd.Recv == nil || len(fd.Recv.List) == 0 {
-		return ""
-	}
-	x := fd.Recv.List[0].Type
-	for {
-		switch t := x.(type) {
-		case *ast.StarExpr:
-			x = t.X
-		case *ast.ParenExpr:
-			x = t.X
-		case *ast.IndexExpr:
-			x = t.X
-		case *ast.IndexListExpr:
-			x = t.X
-		case *ast.Ident:
-			return t.Name
-		default:
-			return ""
-		}
-	}
 }
 
 func funcName(name, recv string) string {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golora.dev/extractor/extract"
 )
 
 var (
@@ -70,7 +72,7 @@ func originals(t *testing.T, tc *TypeChecker, dir string, meta func(file string)
 				continue
 			}
 			m := meta(name)
-			m.Name, m.Receiver = fd.Name.Name, recvName(fd)
+			m.Name, m.Receiver = fd.Name.Name, extract.ReceiverName(fd)
 			lo, hi := fs.Position(fd.Pos()).Offset, fs.Position(fd.End()).Offset
 			out = append(out, original{string(src[lo:hi]), m})
 		}

@@ -317,6 +317,13 @@ func receiver(fd *ast.FuncDecl) (ast.Expr, string) {
 	}
 }
 
+// ReceiverName is the name of a method's receiver base type (T for *T, T[K] and
+// *T[K, V]); "" for a function.
+func ReceiverName(fd *ast.FuncDecl) string {
+	_, name := receiver(fd)
+	return name
+}
+
 // ContextInstruction is the "context" template: the doc comment preceded by
 // the package import path, the receiver and the signature, so the model is
 // told where the function lives and what it must look like.
