@@ -10,13 +10,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from .api.common import (
-    CONDITION_MESSAGE_MAX,
-    CONDITION_REASON_MAX,
-    CONDITION_REASON_PATTERN,
-    CONDITION_TYPE_MAX,
-    CONDITION_TYPE_PATTERN,
-)
+from .api import common as _schema  # metav1.Condition's rules, declared once for the CRDs
 
 # Phases (status.phase)
 PENDING = "Pending"
@@ -53,16 +47,16 @@ TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 REASON_RECONCILING = "Reconciling"  # a new generation: golora has not computed its status yet
 REASON_INVALID_SPEC = "InvalidSpec"
 
-_TYPE_RE = re.compile(CONDITION_TYPE_PATTERN)
-_REASON_RE = re.compile(CONDITION_REASON_PATTERN)
+_TYPE_RE = re.compile(_schema.CONDITION_TYPE_PATTERN)
+_REASON_RE = re.compile(_schema.CONDITION_REASON_PATTERN)
 
 
 def valid_type(type_: str) -> bool:
-    return isinstance(type_, str) and len(type_) <= CONDITION_TYPE_MAX and bool(_TYPE_RE.match(type_))
+    return isinstance(type_, str) and len(type_) <= _schema.CONDITION_TYPE_MAX and bool(_TYPE_RE.match(type_))
 
 
 def valid_reason(reason: str) -> bool:
-    return isinstance(reason, str) and 0 < len(reason) <= CONDITION_REASON_MAX and bool(_REASON_RE.match(reason))
+    return isinstance(reason, str) and 0 < len(reason) <= _schema.CONDITION_REASON_MAX and bool(_REASON_RE.match(reason))
 
 
 def as_reason(text: Any, fallback: str) -> str:
@@ -71,7 +65,7 @@ def as_reason(text: Any, fallback: str) -> str:
     if valid_reason(text):
         return text
     cleaned = re.sub(r"[^A-Za-z0-9_]", "", str(text or ""))
-    cleaned = re.sub(r"^[^A-Za-z]+", "", cleaned)[:CONDITION_REASON_MAX]
+    cleaned = re.sub(r"^[^A-Za-z]+", "", cleaned)[:_schema.CONDITION_REASON_MAX]
     return cleaned if valid_reason(cleaned) else fallback
 
 
@@ -80,7 +74,7 @@ def _complete(cond: dict[str, Any], now: str) -> dict[str, Any]:
     metav1.Condition requires, so rewriting the list never fails validation."""
     out = dict(cond)
     out["reason"] = as_reason(out.get("reason"), "Unknown")
-    out["message"] = str(out.get("message") or "")[:CONDITION_MESSAGE_MAX]
+    out["message"] = str(out.get("message") or "")[:_schema.CONDITION_MESSAGE_MAX]
     out.setdefault("lastTransitionTime", now)
     if out.get("lastTransitionTime") is None:
         out["lastTransitionTime"] = now
@@ -111,11 +105,11 @@ def set_condition(
     if not valid_type(type_):
         raise ValueError(f"invalid condition type {type_!r}")
     if not valid_reason(reason):
-        raise ValueError(f"invalid condition reason {reason!r} (metav1.Condition: CamelCase, {CONDITION_REASON_PATTERN})")
+        raise ValueError(f"invalid condition reason {reason!r} (metav1.Condition: CamelCase, {_schema.CONDITION_REASON_PATTERN})")
     if generation is not None and generation < 0:
         raise ValueError(f"observedGeneration must be >= 0, not {generation}")
     now = now or now_rfc3339()
-    message = str(message or "")[:CONDITION_MESSAGE_MAX]
+    message = str(message or "")[:_schema.CONDITION_MESSAGE_MAX]
     out: list[dict[str, Any]] = []
     found = False
     for cond in conditions or []:

@@ -26,7 +26,8 @@ def job_state(job: dict[str, Any]) -> JobState:
         if cond.get("type") == "Complete":
             return JobState(c.SUCCEEDED, "JobComplete", cond.get("message") or "Job completed")
         if cond.get("type") == "Failed":
-            return JobState(c.FAILED, cond.get("reason") or "JobFailed", cond.get("message") or "Job failed")
+            return JobState(c.FAILED, c.as_reason(cond.get("reason"), "JobFailed"),
+                            cond.get("message") or "Job failed")
     # ``active`` counts pods that exist (a pending, unschedulable one too); ``ready`` counts
     # pods whose containers run.
     if status.get("ready"):

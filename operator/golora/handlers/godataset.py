@@ -96,11 +96,12 @@ def dataset_status(status: dict[str, Any], job: st.JobState, generation: int) ->
             (c.EXTRACTED, c.TRUE, "Extracted", msg), (c.READY, c.TRUE, "DatasetReady", msg)])
     if job.phase in (c.SUCCEEDED, c.FAILED):
         if failure:
-            reason, msg = failure.get("reason") or "ExtractionFailed", failure.get("message") or job.message
+            reason = c.as_reason(failure.get("reason"), "ExtractionFailed")
+            msg = failure.get("message") or job.message
         elif job.phase == c.SUCCEEDED:
             reason, msg = "NoResult", "the extraction Job finished without reporting a result"
         else:
-            reason, msg = job.reason, job.message
+            reason, msg = c.as_reason(job.reason, "JobFailed"), job.message
         return st.status_patch(status, phase=c.FAILED, message=msg, generation=generation, conditions=[
             (c.EXTRACTED, c.FALSE, reason, msg), (c.READY, c.FALSE, reason, msg)])
     return None

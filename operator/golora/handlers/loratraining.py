@@ -21,6 +21,7 @@ from ..api.loratraining import (
     KIND,
     REASON_JOB_DELETED,
     REASON_QUALITY_GATE_FAILED,
+    REASON_TRAINING_FAILED,
     LoraTrainingSpec,
 )
 from ..builders import status as st
@@ -31,6 +32,10 @@ from .common import accept
 LABELS = {naming.LABEL_KIND: KIND.kind}
 # Ready: the adapter is written and its quality gate passed (or is disabled).
 READY = st.training_ready(GATE_DISABLED)
+
+
+def _status_patch(current: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any] | None:
+    return st.status_patch(current, ready=READY, **kwargs)
 
 
 @kopf.on.create(GROUP, VERSION, KIND.plural)
@@ -93,13 +98,13 @@ def follow_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
         return
     gen = cr["metadata"]["generation"]
     if scheduled.get("status") == "True":
-        update = st.status_patch(ready=READY, cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
+        update = _status_patch(cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
                                  message=cr["status"].get("message", ""), generation=gen,
                                  conditions=[(c.SCHEDULED, c.TRUE, "Scheduled",
                                               f"pod {body['metadata']['name']} scheduled")])
     else:
         msg = scheduled.get("message") or "the training pod cannot be scheduled"
-        update = st.status_patch(ready=READY, cr.get("status"), phase=c.PENDING, message=f"unschedulable: {msg}",
+        update = _status_patch(cr.get("status"), phase=c.PENDING, message=f"unschedulable: {msg}",
                                  generation=gen, conditions=[(c.SCHEDULED, c.FALSE,
                                                               c.as_reason(scheduled.get("reason"), "Unschedulable"),
                                                               msg)])
@@ -158,7 +163,7 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
             phase = c.FAILED if dataset_status.get("phase") == c.FAILED else c.PENDING
             # The precision `auto` will use is known from the nodes already: say it while waiting.
             extra = {"expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
-            _write(ns, name, cr, st.status_patch(ready=READY, status, phase=phase, message=f"waiting: {why}", generation=gen,
+            _write(ns, name, cr, _status_patch(status, phase=phase, message=f"waiting: {why}", generation=gen,
                                                  conditions=[(c.DATASET_READY, c.FALSE, reason, why)], extra=extra))
             return
     files = tb.dataset_files(ns, spec, dataset_status)
@@ -198,19 +203,19 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
         if state.phase == c.RUNNING:
             conds += [(c.SCHEDULED, c.TRUE, "Scheduled", "training pod is running"),
                       (c.TRAINING, c.TRUE, "Training", f"attempt {attempt} running")]
-        _write(ns, name, cr, st.status_patch(ready=READY, status, phase=phase, message=msg if phase == c.RUNNING else
+        _write(ns, name, cr, _status_patch(status, phase=phase, message=msg if phase == c.RUNNING else
                                              status.get("message", ""), generation=gen, conditions=conds,
                                              extra={"attempts": _mark(attempts, attempt, "Running")}))
         return
 
     gate = result.get("qualityGate") or {}
     if state.phase == c.SUCCEEDED and not result.get("failure"):
-        gate_reason = gate.get("reason") or GATE_DISABLED
+        gate_reason = c.as_reason(gate.get("reason"), GATE_DISABLED)
         gate_cond = (c.QUALITY_GATE_PASSED, c.TRUE if gate.get("passed") else c.UNKNOWN, gate_reason,
                      gate.get("message") or ("quality gate disabled" if gate_reason == GATE_DISABLED else ""))
         msg = (f"adapter {result.get('adapterPath')}: eval loss {_f(result.get('evalLoss'))} "
                f"(base {_f(result.get('baseEvalLoss'))}), gate {gate_reason}")
-        _write(ns, name, cr, st.status_patch(ready=READY, status, phase=c.SUCCEEDED, message=msg, generation=gen, conditions=[
+        _write(ns, name, cr, _status_patch(status, phase=c.SUCCEEDED, message=msg, generation=gen, conditions=[
             ready, (c.TRAINING, c.FALSE, "Completed", f"attempt {attempt} completed"),
             (c.SUCCEEDED_CONDITION, c.TRUE, "AdapterReady", msg), gate_cond],
             extra={"attempts": _mark(attempts, attempt, "Succeeded")}))
@@ -220,7 +225,8 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
     # status: exit code, OOMKilled, signal), else the Job's.
     failure = result.get("failure") or {}
     term = None if failure.get("reason") else st.last_termination(kube.job_pods(ns, job_name), tb.CONTAINER_NAME)
-    reason = failure.get("reason") or tb.reason_from_termination(term) or state.reason
+    reason = c.as_reason(failure.get("reason") or tb.reason_from_termination(term) or state.reason,
+                         REASON_TRAINING_FAILED)
     message = failure.get("message") or (_describe(term) if term else state.message)
     # The micro-batch this attempt ran with: as reported, else as asked (killed before it reported).
     asked = spec.training.micro_batch_size if isinstance(spec.training.micro_batch_size, int) else None
@@ -242,8 +248,9 @@ def _fail_or_retry(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
         return
     conds = [ready, (c.TRAINING, c.FALSE, reason, message), (c.SUCCEEDED_CONDITION, c.FALSE, reason, message)]
     if reason == REASON_QUALITY_GATE_FAILED or gate.get("passed") is False:
-        conds.append((c.QUALITY_GATE_PASSED, c.FALSE, gate.get("reason") or reason, gate.get("message") or message))
-    _write(ns, name, cr, st.status_patch(ready=READY, status, phase=c.FAILED, message=f"{reason}: {message}"[:1000],
+        conds.append((c.QUALITY_GATE_PASSED, c.FALSE, c.as_reason(gate.get("reason"), reason),
+                      gate.get("message") or message))
+    _write(ns, name, cr, _status_patch(status, phase=c.FAILED, message=f"{reason}: {message}"[:1000],
                                          generation=gen, conditions=conds, extra={"attempts": attempts}))
 
 
@@ -262,7 +269,7 @@ def _start_attempt(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
     msg = note or f"waiting for training Job {job_name} to start"
     extra = {"attempt": attempt, "attempts": attempts, "jobName": job_name,
              "expectedPrecision": tb.expected_precision(spec, _node_labels(spec))}
-    update = st.status_patch(ready=READY, status, phase=c.PENDING, message=msg, generation=gen, extra=extra, conditions=[
+    update = _status_patch(status, phase=c.PENDING, message=msg, generation=gen, extra=extra, conditions=[
         ready, (c.SCHEDULED, c.UNKNOWN, "JobCreated", f"Job {job_name} created"),
         (c.TRAINING, c.FALSE, "Waiting", msg)])
     if attempt == 1 and status.get("jobName") != job_name:
