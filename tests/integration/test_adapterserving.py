@@ -18,6 +18,7 @@ import pytest
 
 from golora.builders import serving as sv
 from tests.conftest import wait_for
+from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready, kubectl_wait_times_out
 
 pytestmark = pytest.mark.cluster
 
@@ -185,10 +186,14 @@ def set_training_status(api, ns, name, *, rank, base, path, gate=True) -> None:
         "phase": "Succeeded" if gate else "Failed",
         "message": "adapter ready" if gate else "QualityGateFailed",
         "conditions": [
-            {"type": "Accepted", "status": "True", "reason": "Valid", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Accepted", "status": "True", "reason": "Valid", "message": "spec is valid",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"},
             {"type": "Succeeded", "status": "True" if gate else "False", "reason": "AdapterReady" if gate else
-             "QualityGateFailed", "lastTransitionTime": "2026-01-01T00:00:00Z"},
-            gate_cond],
+             "QualityGateFailed", "message": "adapter ready" if gate else "QualityGateFailed",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            gate_cond,
+            {"type": "Ready", "status": "True" if gate else "False", "reason": "AdapterReady" if gate else
+             "QualityGateFailed", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
         "result": {"adapterPath": path, "rank": rank, "baseModel": base,
                    "qualityGate": {"passed": gate, "reason": gate_cond["reason"], "message": gate_cond["message"]}},
     }
@@ -401,6 +406,7 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
     gen = {n: before[n]["metadata"]["generation"] for n in names}
     succeeded_training(api, ns, "go-adapter", rank=16, store=store)
 
+    recorder = Recorder(api, ns, "adapterservings", "go-adapter").start()
     create_serving(api, ns, "go-adapter", "go-adapter", training="go-adapter",
                    selector={"llm-d.ai/model": "qwen2-5-7b-instruct-awq"})
     create_serving(api, ns, "go-plain", "go-plain", training="go-adapter", deployments=["vllm"])
@@ -450,6 +456,11 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
     assert "maxSurge 0" in cond(plain_obj, "GPUSurgeRisk")["message"]
     table = cluster.kubectl("get", "as", "-n", ns).stdout
     assert "go-adapter" in table and "ms-decode,ms-prefill" in table and "RollingOut" in table
+    # Patched but not rolled out: not Ready, with the rollout as the reason; kstatus InProgress,
+    # and a script's `kubectl wait --for=condition=Ready` keeps waiting.
+    assert cond(obj, "Ready")["status"] == "False" and cond(obj, "Ready")["reason"] == "RollingOut"
+    assert kstatus(obj) == "InProgress" and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    kubectl_wait_times_out(cluster, "adapterserving", "go-adapter", ns)
     assert not any(k.startswith("kopf.zalando.org") or k.startswith("golora.dev/last-handled")
                    for k in (d["metadata"].get("annotations") or {}))
     # Paused: the controller saw the patch but made no new ReplicaSet.
@@ -480,6 +491,13 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
         wait_settled(api, ns, *names)
     assert cond(obj, "RolledOut")["status"] == "True" and cond(obj, "Serving")["status"] == "True"
     assert cond(obj, "Serving")["reason"] == "Listed"
+    # Served on every target: Ready, kubectl wait returns, kstatus Current (InProgress before).
+    assert cond(obj, "Ready")["status"] == "True"
+    kubectl_wait_ready(cluster, "adapterserving", "go-adapter", ns)
+    kubectl_wait_ready(cluster, "as", "go-plain", ns)
+    recorder.stop()
+    assert kstatus(serving(api, ns, "go-adapter")) == "Current"
+    recorder.check()
     assert all(t["served"] is True and t["rolledOut"] for t in obj["status"]["targets"])
     assert "ms-decode: go-adapter listed by GET /v1/models on 1 endpoint(s)" in cond(obj, "Serving")["message"]
     assert all(t["served"] is True for t in plain_obj["status"]["targets"])

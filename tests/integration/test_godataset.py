@@ -9,6 +9,7 @@ import kubernetes
 import pytest
 
 from tests.conftest import wait_for
+from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -43,10 +44,16 @@ def cond(obj, type_):
 
 
 def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, operator, node_agent):
-    custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
-        "fixture", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}], split={"evalFraction": 0.0}))
-    obj = wait_phase(api, namespace, "fixture")
+    with Recorder(api, namespace, "godatasets", "fixture") as recorder:
+        custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+            "fixture", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}], split={"evalFraction": 0.0}))
+        # What a script or pipeline waits on: returns once the dataset is written.
+        kubectl_wait_ready(cluster, "godataset", "fixture", namespace)
+        obj = wait_phase(api, namespace, "fixture")
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    # kstatus: InProgress while extracting, Current at the end (and only when Ready is about this spec).
+    assert kstatus(obj) == "Current" and obj["status"]["observedGeneration"] == 1
+    assert "InProgress" in recorder.check()
     result = obj["status"]["result"]
     # Three documented functions of >= 5 lines; the rest dropped for a reason each.
     assert result["pairsKept"] == 3 and result["pairsTrain"] == 3

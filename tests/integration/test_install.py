@@ -594,57 +594,87 @@ def cr(kind: str, generation: int = 1, **status: Any) -> dict[str, Any]:
     return obj
 
 
-def cond(type_: str, status: str, reason: str = "", message: str = "") -> dict[str, str]:
-    return {"type": type_, "status": status, "reason": reason, "message": message}
+def cond(type_: str, status: str, reason: str = "Reason", message: str = "", generation: int = 1) -> dict[str, Any]:
+    """A condition as golora writes it (valid for metav1.Condition)."""
+    return {"type": type_, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": generation}
+
+
+def ready(status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
+    return cond("Ready", status, reason, message, generation)
 
 
 UNSCHEDULABLE = "0/3 nodes are available: 1 Insufficient nvidia.com/gpu."
 HEALTH_CASES = [
     # kind, object, expected status, expected message
     ("GoDataset", cr("GoDataset"), "Progressing", "waiting for the golora operator"),
-    ("GoDataset", cr("GoDataset", phase="Pending", message="waiting for extraction Job x-gds-g1-a1 to start"),
+    ("GoDataset", cr("GoDataset", phase="Pending", message="waiting for extraction Job x-gds-g1-a1 to start",
+                     conditions=[ready("False", "Extracting")]),
      "Progressing", "waiting for extraction Job x-gds-g1-a1 to start"),
-    ("GoDataset", cr("GoDataset", phase="Running", message="extracting"), "Progressing", "extracting"),
-    ("GoDataset", cr("GoDataset", phase="Succeeded", message="3 pairs (3 train / 0 eval) from 4 files"),
+    ("GoDataset", cr("GoDataset", phase="Running", message="extracting", conditions=[ready("False", "Extracting")]),
+     "Progressing", "extracting"),
+    ("GoDataset", cr("GoDataset", phase="Succeeded", message="3 pairs (3 train / 0 eval) from 4 files",
+                     conditions=[ready("True", "DatasetReady")]),
      "Healthy", "3 pairs (3 train / 0 eval) from 4 files"),
-    ("GoDataset", cr("GoDataset", phase="Failed", message="source fx: does/not/exist not found"),
+    # Only Ready says Healthy: a Succeeded phase without it (an older golora's status) is not.
+    ("GoDataset", cr("GoDataset", phase="Succeeded", message="3 pairs"), "Progressing", "3 pairs"),
+    ("GoDataset", cr("GoDataset", phase="Failed", message="source fx: does/not/exist not found",
+                     conditions=[ready("False", "SourceFetchFailed")]),
      "Degraded", "source fx: does/not/exist not found"),
-    ("GoDataset", cr("GoDataset", phase="Invalid", message="spec.filters.minLines: Input should be > 0"),
+    ("GoDataset", cr("GoDataset", phase="Invalid", message="spec.filters.minLines: Input should be > 0",
+                     conditions=[ready("False", "InvalidSpec")]),
      "Degraded", "spec.filters.minLines: Input should be > 0"),
     # A new spec: the Succeeded status belongs to the previous generation.
-    ("GoDataset", {**cr("GoDataset", generation=2), "status": {"observedGeneration": 1, "phase": "Succeeded"}},
+    ("GoDataset", {**cr("GoDataset", generation=2), "status": {"observedGeneration": 1, "phase": "Succeeded",
+                                                                "conditions": [ready("True", "DatasetReady")]}},
      "Progressing", "waiting for the golora operator to handle generation 2"),
+    # observedGeneration is current but Ready is about the previous spec.
+    ("GoDataset", cr("GoDataset", generation=2, phase="Succeeded", message="3 pairs",
+                     conditions=[ready("True", "DatasetReady", generation=1)]),
+     "Progressing", "3 pairs"),
     ("LoraTraining", cr("LoraTraining", phase="Pending", message="waiting: GoDataset go-distributed is Running",
-                        conditions=[cond("DatasetReady", "False", "DatasetNotReady", "GoDataset is Running")]),
+                        conditions=[cond("DatasetReady", "False", "DatasetNotReady", "GoDataset is Running"),
+                                    ready("False", "DatasetNotReady")]),
      "Progressing", "waiting: GoDataset go-distributed is Running"),
     ("LoraTraining", cr("LoraTraining", phase="Pending", message=f"unschedulable: {UNSCHEDULABLE}",
-                        conditions=[cond("Scheduled", "False", "Unschedulable", UNSCHEDULABLE)]),
+                        conditions=[cond("Scheduled", "False", "Unschedulable", UNSCHEDULABLE),
+                                    ready("False", "Unschedulable")]),
      "Suspended", f"waiting for a node: {UNSCHEDULABLE}"),
     ("LoraTraining", cr("LoraTraining", phase="Running", message="training",
                         progress={"step": 40, "totalSteps": 250, "loss": 0.61}),
      "Progressing", "training: step 40/250"),
     ("LoraTraining", cr("LoraTraining", phase="Succeeded", message="adapter adapters/llm/x: eval loss 0.512",
-                        conditions=[cond("QualityGatePassed", "True", "Passed")]),
+                        conditions=[cond("QualityGatePassed", "True", "Passed"), ready("True", "AdapterReady")]),
      "Healthy", "adapter adapters/llm/x: eval loss 0.512"),
+    ("LoraTraining", cr("LoraTraining", phase="Succeeded", message="adapter adapters/llm/x, gate Disabled",
+                        conditions=[cond("QualityGatePassed", "Unknown", "Disabled"), ready("True", "AdapterReady")]),
+     "Healthy", "adapter adapters/llm/x, gate Disabled"),
     ("LoraTraining", cr("LoraTraining", phase="Failed", message="QualityGateFailed: 97% of samples are whitespace",
-                        conditions=[cond("QualityGatePassed", "False", "QualityGateFailed")]),
+                        conditions=[cond("QualityGatePassed", "False", "QualityGateFailed"),
+                                    ready("False", "QualityGateFailed")]),
      "Degraded", "QualityGateFailed: 97% of samples are whitespace"),
     ("AdapterServing", cr("AdapterServing", phase="Pending", message="no target yet",
-                          conditions=[cond("Patched", "False", "TargetNotFound", "no Deployment matches llm-d.ai/model")]),
+                          conditions=[cond("Patched", "False", "TargetNotFound", "no Deployment matches llm-d.ai/model"),
+                                      ready("False", "TargetNotFound")]),
      "Suspended", "no Deployment matches llm-d.ai/model"),
     ("AdapterServing", cr("AdapterServing", phase="Pending", message="waiting for LoraTraining go-adapter to succeed",
-                          conditions=[cond("AdapterValidated", "False", "TrainingNotSucceeded")]),
+                          conditions=[cond("AdapterValidated", "False", "TrainingNotSucceeded"),
+                                      ready("False", "TrainingNotSucceeded")]),
      "Progressing", "waiting for LoraTraining go-adapter to succeed"),
     ("AdapterServing", cr("AdapterServing", phase="RollingOut", message="patched; rolling out: 0/1 updated",
-                          conditions=[cond("Patched", "True", "Patched"), cond("RolledOut", "False", "RollingOut")]),
+                          conditions=[cond("Patched", "True", "Patched"), cond("RolledOut", "False", "RollingOut"),
+                                      ready("False", "RollingOut")]),
      "Progressing", "patched; rolling out: 0/1 updated"),
     ("AdapterServing", cr("AdapterServing", phase="RolledOut", message="rolled out; serving not confirmed: no ready pods",
-                          conditions=[cond("RolledOut", "True", "RolledOut"), cond("Serving", "Unknown", "NoReadyPods")]),
+                          conditions=[cond("RolledOut", "True", "RolledOut"), cond("Serving", "Unknown", "NoReadyPods"),
+                                      ready("False", "NoReadyPods")]),
      "Progressing", "rolled out; serving not confirmed: no ready pods"),
     ("AdapterServing", cr("AdapterServing", phase="Serving", message="go-adapter is served by prefill, decode",
-                          conditions=[cond("Serving", "True", "Listed", "listed by 2 pods")]),
+                          conditions=[cond("Serving", "True", "Listed", "listed by 2 pods"),
+                                      ready("True", "Serving", "listed by 2 pods")]),
      "Healthy", "listed by 2 pods"),
-    ("AdapterServing", cr("AdapterServing", phase="Failed", message="BaseModelMismatch: Llama adapter on Qwen"),
+    ("AdapterServing", cr("AdapterServing", phase="Failed", message="BaseModelMismatch: Llama adapter on Qwen",
+                          conditions=[ready("False", "BaseModelMismatch")]),
      "Degraded", "BaseModelMismatch: Llama adapter on Qwen"),
 ]
 
@@ -655,6 +685,26 @@ HEALTH_CASES = [
 def test_argocd_health_scripts(kind, obj, status, message):
     assert set(HEALTH) == {"GoDataset", "LoraTraining", "AdapterServing"}
     assert health(kind, obj) == (status, message)
+
+
+def ready_now(obj: dict[str, Any]) -> bool:
+    """Ready=True about the object's current spec (what kubectl wait and kstatus accept)."""
+    st, gen = obj.get("status") or {}, obj["metadata"].get("generation")
+    if st.get("observedGeneration") != gen:
+        return False
+    return any(x["type"] == "Ready" and x["status"] == "True" and x.get("observedGeneration", gen) == gen
+               for x in st.get("conditions") or [])
+
+
+@pytest.mark.skipif(LUA is None, reason="lupa (a Lua runtime from PyPI) is not installed")
+def test_argocd_health_agrees_with_ready():
+    """Healthy exactly when Ready=True for the current generation, in every case above; the
+    cases include both answers for every kind."""
+    for kind in HEALTH:
+        cases = [obj for k, obj, _, _ in HEALTH_CASES if k == kind]
+        assert {ready_now(o) for o in cases} == {True, False}, kind
+        for obj in cases:
+            assert (health(kind, obj)[0] == "Healthy") == ready_now(obj), (kind, obj)
 
 
 # ---- images -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import kubernetes
 import pytest
 
 from tests.conftest import wait_for
+from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready, kubectl_wait_times_out
 
 pytestmark = [pytest.mark.cluster, pytest.mark.train]
 
@@ -65,11 +66,16 @@ def stdlib_dataset(name="stdlib", max_pairs=600) -> dict:
 def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
         cluster, api, namespace, operator, node_agent, tiny_base):
     model = put_model(node_agent, namespace, tiny_base)
+    recorder = Recorder(api, namespace, "loratrainings", "go-adapter").start()
     custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("go-adapter", model))
     waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "go-adapter"))
                        and cond(o, "DatasetReady") and o, what="DatasetReady condition")
     assert cond(waiting, "DatasetReady")["status"] == "False"
     assert cond(waiting, "DatasetReady")["reason"] == "DatasetNotFound"
+    # Not Ready, and why: the dataset; kstatus InProgress; `kubectl wait` keeps waiting.
+    assert (cond(waiting, "Ready")["status"], cond(waiting, "Ready")["reason"]) == ("False", "DatasetNotFound")
+    assert kstatus(waiting) == "InProgress"
+    kubectl_wait_times_out(cluster, "loratraining", "go-adapter", namespace)
     assert waiting["status"]["phase"] == "Pending" and "GoDataset stdlib not found" in waiting["status"]["message"]
     assert not kubernetes.client.BatchV1Api(api).list_namespaced_job(
         namespace, label_selector="golora.dev/kind=LoraTraining").items
@@ -87,6 +93,17 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
     done = wait_for(finished, timeout=400, interval=0.5, what="training finished")
     status = done["status"]
     assert status["phase"] == "Succeeded", status
+    # Adapter written and gate passed: Ready; kubectl wait returns; kstatus Current at the end,
+    # InProgress while it waited for the dataset and trained.
+    assert cond(done, "Ready")["status"] == "True" and cond(done, "Ready")["reason"] == "AdapterReady"
+    kubectl_wait_ready(cluster, "loratraining", "go-adapter", namespace)
+    kubectl_wait_ready(cluster, "godataset", "stdlib", namespace)
+    every = cluster.kubectl("wait", "--for=condition=Ready", "golora", "--all", "-n", namespace, "--timeout=30s")
+    assert "godataset.golora.dev/stdlib condition met" in every.stdout, every.stdout
+    assert "loratraining.golora.dev/go-adapter condition met" in every.stdout, every.stdout
+    recorder.stop()
+    assert kstatus(done) == "Current" and status["observedGeneration"] == done["metadata"]["generation"]
+    recorder.check()
     assert seen_progress, "no live progress seen while Running"
     assert any(p.get("totalSteps") == 30 and 0 < p["step"] <= 30 for p in seen_progress)
     result = status["result"]

@@ -681,6 +681,8 @@ def test_engine_crash_only_counts_pods_of_the_current_template():
     assert sv.engine_crash(dep, [running], "vllm") is None
     looping = _engine_pod("new", ["m", "--enable-lora"], {"waiting": {"reason": "CrashLoopBackOff"}}, crashed)
     assert sv.engine_crash(dep, [running, looping], "vllm") == sv.EngineCrash("new", 1, "Error", "ValueError: bad adapter")
+    deleted = {**looping, "metadata": {"name": "gone", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert sv.engine_crash(dep, [deleted], "vllm") is None  # killed on purpose while terminating
     clean_exit = _engine_pod("done", ["m", "--enable-lora"], {"terminated": {"exitCode": 0, "reason": "Completed"}})
     assert sv.engine_crash(dep, [clean_exit], "vllm") is None
     assert sv.engine_crash(dep, [looping], "other") is None

@@ -810,6 +810,8 @@ def engine_crash(deployment: dict[str, Any], pods: list[dict[str, Any]], contain
     if engine is None:
         return None
     for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue  # stopped on purpose (deleted, drained): its exit code says nothing about the adapter
         spec_engine = next((x for x in (pod.get("spec") or {}).get("containers") or [] if x.get("name") == container), None)
         if spec_engine is None or spec_engine.get("args") != engine.get("args") or \
                 spec_engine.get("command") != engine.get("command"):
