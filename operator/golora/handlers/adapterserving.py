@@ -624,7 +624,7 @@ def _servings_targeting(body: kopf.Body, refs: Any) -> set[str]:
     meta = body.get("metadata") or {}
     ns, dname, labels = meta.get("namespace"), meta.get("name"), meta.get("labels") or {}
     names = set()
-    for ref in refs.get(ns, []) if refs is not None else []:
+    for ref in list(refs.get(ns, [])) if refs is not None else []:
         if dname in ref["deployments"] or (ref["selector"] and sv.selector_matches(ref["selector"], labels)):
             names.add(ref["name"])
     return names
@@ -665,7 +665,8 @@ def follow_training(body: kopf.Body, type: str | None, adapterserving_refs: Any,
     key = (ns, tname)
     if _training_seen.get(key) == fingerprint:
         return  # progress only
-    for ref in adapterserving_refs.get(ns, []):
+    # A snapshot: kopf updates the index while the reconciles below run.
+    for ref in list(adapterserving_refs.get(ns, [])):
         if ref["training"] == tname:
             _reconcile_quietly(ns, ref["name"])
     _training_seen[key] = fingerprint
