@@ -64,8 +64,20 @@ def test_cli_up_env_down_leaves_nothing(tmp_path):
     assert up.returncode == 0, up.stderr
     status = json.loads(run("status").stdout)
     pids = list(status["pids"].values())
+    assert set(status["pids"]) == {"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-agent"}
     assert all(_alive(p) for p in pids)
     assert run("env").stdout.startswith(f"export KUBECONFIG={status['kubeconfig']}")
+    # The background node agent runs Pods: one, through the real scheduler, to Succeeded.
+    kubectl = [status["kubectl"], f"--kubeconfig={status['kubeconfig']}"]
+    pod = ('{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hello"},"spec":{"restartPolicy":"Never",'
+           '"containers":[{"name":"c","image":"busybox","command":["sh","-c","echo hello from the node agent"]}]}}')
+    wait_for(lambda: subprocess.run([*kubectl, "apply", "-f", "-"], input=pod, text=True,
+                                    capture_output=True).returncode == 0, timeout=30, what="pod created")
+    wait_for(lambda: subprocess.run([*kubectl, "get", "pod", "hello", "-o", "jsonpath={.status.phase}"],
+                                    capture_output=True, text=True).stdout == "Succeeded", timeout=60,
+             what="pod Succeeded on the background node agent")
+    logs = subprocess.run([*kubectl, "logs", "hello"], capture_output=True, text=True).stdout
+    assert "hello from the node agent" in logs
     minted = run("kubeconfig", "--user", "alice", "--group", "devs", "-o", str(tmp_path / "alice.kc"))
     assert minted.returncode == 0 and (tmp_path / "alice.kc").exists()
     down = run("down")

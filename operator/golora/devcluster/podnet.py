@@ -66,6 +66,13 @@ class PodNetwork:
     _used: dict[str, str] = field(default_factory=dict)  # pod uid -> ip
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        if self.index >= 0:  # attaching to a network another process created (``up``'s node agent)
+            self._free = self._hosts()
+
+    def _hosts(self) -> list[str]:
+        return [str(h) for h in self.subnet.hosts()][1:]  # the first is the gateway
+
     # ---- the network --------------------------------------------------------------------
     @property
     def subnet(self) -> ipaddress.IPv4Network:
@@ -104,7 +111,7 @@ class PodNetwork:
             _ip_batch([f"link add {self.bridge} type bridge",
                        f"addr add {self.gateway}/{self.subnet.prefixlen} dev {self.bridge}",
                        f"link set {self.bridge} up"])
-        self._free = [str(h) for h in self.subnet.hosts()][1:]  # the first is the gateway
+        self._free = self._hosts()
         return self
 
     def adopt(self, owner_pid: int) -> None:
