@@ -20,6 +20,9 @@ VLLM_VENV  ?= $(CACHE)/vllm-venv
 export GOLORA_VLLM_VENV := $(VLLM_VENV)
 
 export GOFLAGS := -mod=mod
+# This checkout's code first: the shared virtualenv's editable install points at whichever
+# checkout ran `make venv` last (CI clones, worktrees).
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/trainer_image$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help

@@ -47,8 +47,19 @@ def stub_bin(workdir: Path) -> Path:
     return bindir
 
 
+def _checkout_pythonpath() -> dict[str, str]:
+    """PYTHONPATH for golora's own images: the checkout this agent runs from.
+
+    The shared virtualenv's editable install points at whichever checkout last ran
+    ``make venv``; a second checkout (a worktree, a CI clone) must run its own code."""
+    root = Path(__file__).resolve().parents[3]
+    paths = [str(root / d) for d in ("operator", "trainer_image") if (root / d).is_dir()]
+    return {"PYTHONPATH": os.pathsep.join(paths)} if paths else {}
+
+
 def local_images(workdir: Path, extractor: Path, vllm_bin: Path | None = None) -> list[ImageSpec]:
     settings = current_settings()
+    own_code = _checkout_pythonpath()
     python = sys.executable
     venv_bin = str(Path(python).parent)
     extractor_dir = str(extractor.parent)
@@ -56,15 +67,15 @@ def local_images(workdir: Path, extractor: Path, vllm_bin: Path | None = None) -
 
     vllm_path = str(vllm_bin) if vllm_bin else str(stub_bin(workdir))
     cpu_env = {"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
-    vllm_env = cpu_env if vllm_bin else {}
+    vllm_env = cpu_env if vllm_bin else own_code
     installed = vllm_local.vllm_executable().parent if vllm_local.installed() else None
     return [
         ImageSpec(_image_name(settings.extractor_image), executables={"golora-extract": str(extractor)},
                   path=[extractor_dir], entrypoint=["golora-extract"]),
         ImageSpec(_image_name(settings.trainer_image), executables={"python": python, "python3": python},
-                  path=[extractor_dir, venv_bin], entrypoint=["python", "-m", "golora_trainer"]),
+                  path=[extractor_dir, venv_bin], entrypoint=["python", "-m", "golora_trainer"], env=own_code),
         ImageSpec("golora/operator", executables={"python": python}, path=[venv_bin],
-                  entrypoint=["python", "-m", "golora"]),
+                  entrypoint=["python", "-m", "golora"], env=own_code),
         *[ImageSpec(name, path=[vllm_path], entrypoint=["vllm", "serve"], env=vllm_env) for name in VLLM_IMAGES],
         *([ImageSpec(VLLM_CPU_IMAGE, path=[str(installed)], entrypoint=["vllm", "serve"], env=cpu_env)]
           if installed else []),
