@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate-adapter", help="the AdapterServing validation Job (config in $GOLORA_CONFIG)")
     v.set_defaults(func=lambda _args: __import__("golora_trainer.validate_adapter", fromlist=["run"]).run())
 
+    e = sub.add_parser("resolver-entry", help="the AdapterServing resolver-directory Job (config in $GOLORA_CONFIG)")
+    e.set_defaults(func=lambda _args: __import__("golora_trainer.resolver_entry", fromlist=["run"]).run())
+
     m = sub.add_parser("plan", help="micro-batch / memory plan (Qwen2.5-7B unless --config)")
     m.add_argument("--config", help="a model's config.json")
     m.add_argument("--gpu-gib", type=float, default=14.75, help="GPU memory (a 16 GB T4 reports 14.75 GiB)")

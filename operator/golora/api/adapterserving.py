@@ -120,6 +120,35 @@ class AdapterServingSpec(CamelModel):
     require_quality_gate: bool = Field(
         True, description="Serve only adapters whose LoraTraining passed its quality gate."
     )
+    loading: Literal["Restart", "Runtime"] = Field(
+        "Restart",
+        description="Restart: the adapter goes into --lora-modules and every change rolls the pods (a refused "
+        "adapter is rolled back). Runtime: the Deployment is prepared once (--enable-lora, runtime LoRA "
+        "updating, vLLM's filesystem resolver on the store: one restart, announced in status first), then "
+        "adapters are loaded into, updated in and unloaded from the running pods through vLLM's API, and "
+        "re-loaded on every pod that becomes ready later.",
+    )
+
+
+class LoadError(StatusModel):
+    """The last refused runtime load on a pod: vLLM's own answer."""
+
+    adapter: str | None = Field(None, description="Served name golora tried to load.")
+    code: int | None = Field(None, description="HTTP status of POST /v1/load_lora_adapter (0: no answer).")
+    message: str | None = Field(None, description="vLLM's message.")
+    at: str | None = Field(None, description="When (RFC 3339).")
+
+
+class PodLoadStatus(StatusModel):
+    """Runtime mode: what golora loaded into one ready pod of a target."""
+
+    name: str
+    uid: str | None = None
+    ip: str | None = None
+    loaded: list[str] = Field(default_factory=list, description="golora adapters listed by this pod's GET /v1/models.")
+    loaded_at: str | None = Field(None, description="When this AdapterServing's adapter was last loaded here.")
+    path: str | None = Field(None, description="The path vLLM loaded this AdapterServing's adapter from.")
+    last_error: LoadError | None = Field(None, description="The last refused load of this adapter on this pod.")
 
 
 class TargetStatus(StatusModel):
@@ -138,6 +167,9 @@ class TargetStatus(StatusModel):
     max_lora_rank: int | None = Field(None, description="--max-lora-rank in effect after the patch.")
     adapters: list[str] = Field(default_factory=list, description="Every adapter name golora serves on this Deployment.")
     message: str | None = None
+    loading: str | None = Field(None, description="Restart or Runtime (how this adapter reaches the pods).")
+    prepared: bool | None = Field(None, description="Runtime: the Deployment has what runtime loading needs.")
+    pods: list[PodLoadStatus] = Field(default_factory=list, description="Runtime: per ready pod, what is loaded.")
 
 
 class AdapterInfo(StatusModel):
@@ -199,6 +231,7 @@ KIND = KindInfo(
     printer_columns=[
         PrinterColumn(name="Served-Name", type="string", json_path=".spec.servedName"),
         PrinterColumn(name="Targets", type="string", json_path=".status.targetNames"),
+        PrinterColumn(name="Loading", type="string", json_path=".spec.loading"),
         PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
         PrinterColumn(name="Message", type="string", json_path=".status.message", priority=1),
         PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),

@@ -30,6 +30,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .. import naming, vllm
+from . import runtime as rt
 
 STORE_VOLUME = "golora-store"
 STORE_MOUNT = "/golora-store"
@@ -231,6 +232,11 @@ class AdapterEntry:
     max_lora_rank: int | None = None  # explicit spec.vllm options (None = auto)
     max_loras: int | None = None
     max_cpu_loras: int | None = None
+    loading: str = rt.RESTART  # Runtime: loaded through vLLM's API, not in --lora-modules
+
+    @property
+    def runtime(self) -> bool:
+        return self.loading == rt.RUNTIME
 
     @property
     def mount_path(self) -> str:
@@ -243,6 +249,8 @@ class AdapterEntry:
                            ("maxLoras", self.max_loras), ("maxCpuLoras", self.max_cpu_loras)):
             if value is not None:
                 out[key] = value
+        if self.runtime:
+            out["loading"] = self.loading
         return out
 
     @classmethod
@@ -251,7 +259,7 @@ class AdapterEntry:
                    rank=int(data["rank"]), base_model=data.get("baseModel"),
                    claim=str(data.get("claim") or "golora-store"), container=str(data.get("container") or "vllm"),
                    max_lora_rank=data.get("maxLoraRank"), max_loras=data.get("maxLoras"),
-                   max_cpu_loras=data.get("maxCpuLoras"))
+                   max_cpu_loras=data.get("maxCpuLoras"), loading=str(data.get("loading") or rt.RESTART))
 
 
 @dataclass
@@ -400,12 +408,19 @@ def golora_modules(entries: list[AdapterEntry], base_model_name: str | None) -> 
     return [vllm.lora_module_json(e.name, e.mount_path, base_model_name) for e in sorted(entries, key=lambda e: e.name)]
 
 
-def desired_scalars(user: Invocation, entries: list[AdapterEntry], n_user_modules: int) -> dict[str, str]:
+def desired_scalars(user: Invocation, entries: list[AdapterEntry], n_user_modules: int,
+                    floor: dict[str, int] | None = None) -> dict[str, str]:
     """The values golora needs for --max-lora-rank / --max-loras / --max-cpu-loras; only those
-    that differ from what the user's command line already says (golora never lowers a value)."""
+    that differ from what the user's command line already says (golora never lowers a value).
+
+    ``floor``: the values in effect on a container already prepared for runtime loading; its
+    runtime adapters then need nothing more (a bigger one is refused by vLLM, not restarted
+    for) unless spec.vllm asks for more explicitly."""
     opts = LoraOptions.combine(entries)
     out: dict[str, str] = {}
-    need_rank = max(e.rank for e in entries)
+    floor = floor or {}
+    counted = [e for e in entries if not (e.runtime and floor)]
+    need_rank = max([e.rank for e in counted] + [floor.get(vllm.FLAG_MAX_LORA_RANK, 0)])
     user_rank = user.int_value(vllm.FLAG_MAX_LORA_RANK)
     top = vllm.ALLOWED_MAX_LORA_RANKS[-1]
     if user_rank is not None and user_rank > top:
@@ -416,7 +431,10 @@ def desired_scalars(user: Invocation, entries: list[AdapterEntry], n_user_module
     if user_rank != rank:
         out[vllm.FLAG_MAX_LORA_RANK] = str(rank)
     user_loras = user.int_value(vllm.FLAG_MAX_LORAS)
-    loras = max(opts.max_loras or (len(entries) + n_user_modules), user_loras or 0)
+    auto_loras = len(counted) + n_user_modules
+    if any(e.runtime for e in entries):
+        auto_loras = max(auto_loras, floor.get(vllm.FLAG_MAX_LORAS) or rt.RUNTIME_MAX_LORAS)
+    loras = max(opts.max_loras or auto_loras, user_loras or 0)
     if user_loras != loras:
         out[vllm.FLAG_MAX_LORAS] = str(loras)
     user_cpu = user.int_value(vllm.FLAG_MAX_CPU_LORAS)
@@ -427,7 +445,8 @@ def desired_scalars(user: Invocation, entries: list[AdapterEntry], n_user_module
 
 
 def desired_args(command: list[str] | None, user_args: list[str], entries: list[AdapterEntry],
-                 base_model_name: str | None) -> tuple[list[str], ContainerRecord]:
+                 base_model_name: str | None, floor: dict[str, int] | None = None
+                 ) -> tuple[list[str], ContainerRecord]:
     """``user_args`` plus what serving ``entries`` needs, and the record of golora's part.
 
     Flags the user wrote in ``args`` are edited in place; missing ones are appended in the
@@ -444,7 +463,7 @@ def desired_args(command: list[str] | None, user_args: list[str], entries: list[
         tail.append(vllm.FLAG_ENABLE_LORA)
         rec.enable_lora = True
     user_modules = [m for m in user.lora_modules]
-    for flag, value in desired_scalars(user, entries, len(user_modules)).items():
+    for flag, value in desired_scalars(user, entries, len(user_modules), floor).items():
         opt = user.last(flag)
         if opt is not None and opt.in_args and len(opt.values) == 1:
             a, b = opt.start - n_cmd, opt.end - n_cmd
@@ -453,9 +472,11 @@ def desired_args(command: list[str] | None, user_args: list[str], entries: list[
         else:
             tail += [flag, value]
             rec.scalars[flag] = [value, None]
-    values = golora_modules(entries, base_model_name)
+    values = golora_modules([e for e in entries if not e.runtime], base_model_name)
     last = user.last(vllm.FLAG_LORA_MODULES)
-    if last is not None and last.in_args and not last.inline:
+    if not values:
+        pass  # runtime adapters only: no --lora-modules of golora's
+    elif last is not None and last.in_args and not last.inline:
         out[last.end - n_cmd:last.end - n_cmd] = values
         rec.lora_modules = "extended"
     else:
@@ -633,6 +654,21 @@ def store_mount() -> dict[str, Any]:
     return {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": True}
 
 
+def _runtime_part(item: dict[str, Any], container: dict[str, Any], entries: list[AdapterEntry], cache_dir: str,
+                  owns_env: bool) -> tuple[dict[str, int] | None, bool]:
+    """Runtime loading's part of one container's intent: the env it needs (into ``item``), and
+    the scalar floor when it is already prepared. Returns (floor, env changed)."""
+    if not any(e.runtime for e in entries):
+        return None, owns_env  # golora's runtime env (if any) goes
+    env = rt.container_env(container, cache_dir)
+    item["env"] = env
+    current = parse_invocation(container.get("command"), container.get("args"))
+    if rt.missing_for_runtime(container, cache_dir, lora_enabled=current.lora_enabled, store_mount=STORE_MOUNT):
+        return None, rt.env_differs(container, env)
+    return {vllm.FLAG_MAX_LORA_RANK: current.int_value(vllm.FLAG_MAX_LORA_RANK) or vllm.DEFAULT_MAX_LORA_RANK,
+            vllm.FLAG_MAX_LORAS: current.int_value(vllm.FLAG_MAX_LORAS) or vllm.DEFAULT_MAX_LORAS}, False
+
+
 @dataclass
 class Plan:
     """What golora wants on one Deployment.
@@ -660,6 +696,9 @@ def plan_deployment(deployment: dict[str, Any], entries: list[AdapterEntry]) -> 
     old = read_record(deployment)
     owned = owned_fields(deployment)
     containers = {c.get("name"): c for c in pod.get("containers") or []}
+    cache_dir = f"{STORE_MOUNT}/{rt.resolver_dir(meta.get('namespace') or '', meta.get('name') or '')}"
+    fields = _fields_owned(deployment)
+    owned_env = {cname for cname in containers if rt.owned_env(fields, cname)}
 
     by_container: dict[str, list[AdapterEntry]] = {}
     problems: list[Problem] = []
@@ -688,7 +727,9 @@ def plan_deployment(deployment: dict[str, Any], entries: list[AdapterEntry]) -> 
         if cname in by_container:
             inv = parse_invocation(command, user_args)
             base = (inv.served_model_names or [None])[0]
-            args, crec = desired_args(command, user_args, by_container[cname], base)
+            floor, env_changed = _runtime_part(item, container, by_container[cname], cache_dir, cname in owned_env)
+            changed = changed or env_changed
+            args, crec = desired_args(command, user_args, by_container[cname], base, floor)
             new.containers[cname] = crec
             item["args"] = args
             item["volumeMounts"] = [store_mount()]
@@ -696,6 +737,7 @@ def plan_deployment(deployment: dict[str, Any], entries: list[AdapterEntry]) -> 
                 changed = True
         else:
             args = user_args
+            changed = changed or cname in owned_env  # golora's runtime env goes
             if args and (cname in owned.args or args != current):
                 item["args"] = args
             if mounts_now and (cname, STORE_MOUNT) in owned.mounts:

@@ -469,10 +469,15 @@ def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any]
         name=spec.served_name, owner=name, path=facts.path, rank=facts.rank, base_model=facts.base_model,
         claim=facts.claim, container=spec.container_name, max_lora_rank=explicit_rank,
         max_loras=spec.vllm.max_loras if isinstance(spec.vllm.max_loras, int) else None,
-        max_cpu_loras=spec.vllm.max_cpu_loras if isinstance(spec.vllm.max_cpu_loras, int) else None)
+        max_cpu_loras=spec.vllm.max_cpu_loras if isinstance(spec.vllm.max_cpu_loras, int) else None,
+        loading=spec.loading)
     problems = [p for d in targets for p in sv.check_target(d, entry, live)]
     if problems:
         return refuse(problems[0].reason, "; ".join(p.message for p in problems) + " (nothing was patched)")
+    if entry.runtime:
+        from . import runtime  # imports this module: loaded once both are
+
+        return runtime.compute(ns, name, spec, status, generation, targets, live, entry, facts, validated, adapter)
 
     # Every check passed on every target: patch them all.
     rows: list[dict[str, Any]] = []
@@ -705,6 +710,10 @@ def remove(body: kopf.Body, **_: Any) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     with _lock("adapterserving", ns, name):
         live: set[str] = set()  # update_deployment confirms the other owners it meets
-        for dep in _list_deployments(ns):
+        deployments = _list_deployments(ns)
+        from . import runtime
+
+        runtime.unload_everywhere(ns, name, deployments)
+        for dep in deployments:
             if name in sv.read_record(dep).owners():
                 update_deployment(dep, name, None, live)

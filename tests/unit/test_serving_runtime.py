@@ -1,0 +1,260 @@
+"""Runtime loading (spec.loading: Runtime) as pure functions: the Deployment is prepared once
+(and never rewritten for later adapter changes), what each pod needs, the resolver Job and
+snapshot layout, the conditions from what pods answered, and vLLM's error bodies."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from golora import vllm, vllm_api
+from golora.builders import runtime as rt
+from golora.builders import runtime_load as rl
+from golora.builders import serving as sv
+from golora.settings import Settings
+from tests.unit.test_serving_builder import AWQ, deployment, entry
+from tests.unit.test_serving_builder import apply as apply_args
+
+CACHE = f"{sv.STORE_MOUNT}/{rt.resolver_dir('ns', 'vllm')}"
+
+
+def rentry(name="go-adapter", rank=16, **kw) -> sv.AdapterEntry:
+    return entry(name, rank, loading=rt.RUNTIME, **kw)
+
+
+def apply(dep: dict, body: dict) -> dict:
+    """test_serving_builder's tiny server-side apply, plus env (a list-map keyed by name): golora's
+    env entries are replaced by the new set; entries only golora owned disappear."""
+    owned = {c["name"]: rt.owned_env(sv._fields_owned(dep), c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
+    out = apply_args(dep, body)
+    items = {c["name"]: c for c in body["spec"]["template"]["spec"].get("containers", [])}
+    fields = out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    for c in out["spec"]["template"]["spec"]["containers"]:
+        env = [e for e in c.get("env", []) if e["name"] not in owned.get(c["name"], set())]
+        for e in (items.get(c["name"]) or {}).get("env", []):
+            env = [x for x in env if x["name"] != e["name"]] + [e]
+            fields.setdefault(f'k:{{"name":"{c["name"]}"}}', {}).setdefault("f:env", {})[
+                f'k:{{"name":"{e["name"]}"}}'] = {}
+        if env:
+            c["env"] = env
+        else:
+            c.pop("env", None)
+    before, after = copy.deepcopy(dep["spec"]["template"]), out["spec"]["template"]
+    out["metadata"]["generation"] = dep["metadata"]["generation"] + (1 if before != after else 0)
+    return out
+
+
+def engine(dep: dict) -> dict:
+    return dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(dep: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in engine(dep).get("env", [])}
+
+
+def test_preparing_adds_the_runtime_env_and_no_lora_modules():
+    dep = deployment(args=[AWQ, "--port", "8000"])
+    plan = sv.plan_deployment(dep, [rentry()])
+    dep = apply(dep, plan.body)
+    args = engine(dep)["args"]
+    assert args == [AWQ, "--port", "8000", "--enable-lora", "--max-lora-rank", "16", "--max-loras",
+                    str(rt.RUNTIME_MAX_LORAS)]
+    assert vllm.FLAG_LORA_MODULES not in args  # vLLM gets the adapter through its API
+    assert env_of(dep) == {vllm_api.ENV_ALLOW_RUNTIME: "True", vllm_api.ENV_PLUGINS: "lora_filesystem_resolver",
+                           vllm_api.ENV_RESOLVER_CACHE_DIR: CACHE}
+    assert engine(dep)["volumeMounts"] == [sv.store_mount()]
+    assert rt.missing_for_runtime(engine(dep), CACHE, lora_enabled=True, store_mount=sv.STORE_MOUNT) == []
+    assert [a.loading for a in sv.read_record(dep).adapters] == [rt.RUNTIME]
+    assert sv.plan_deployment(dep, [rentry()]).body is None  # prepared: nothing is written
+
+
+def test_a_prepared_deployment_is_never_rewritten_for_adapter_changes():
+    dep = apply(deployment(), sv.plan_deployment(deployment(), [rentry("a")]).body)
+    template, generation = copy.deepcopy(dep["spec"]["template"]), dep["metadata"]["generation"]
+    # a second adapter, a bigger one (vLLM refuses it at load: no restart to fit it), five more:
+    for entries in ([rentry("a"), rentry("b")], [rentry("a"), rentry("big", 64)],
+                    [rentry(n) for n in "abcdefg"], [rentry("b")]):
+        plan = sv.plan_deployment(dep, entries)
+        assert plan.body is not None  # the annotation (metadata) says who is served
+        dep = apply(dep, plan.body)
+        assert dep["spec"]["template"] == template, entries
+        assert dep["metadata"]["generation"] == generation
+    assert [a.name for a in sv.read_record(dep).adapters] == ["b"]
+
+
+def test_explicit_options_still_raise_a_prepared_deployment():
+    dep = apply(deployment(), sv.plan_deployment(deployment(), [rentry("a")]).body)
+    dep = apply(dep, sv.plan_deployment(dep, [rentry("a"), rentry("big", 64, max_lora_rank=64)]).body)
+    inv = sv.parse_invocation(engine(dep)["command"], engine(dep)["args"])
+    assert inv.int_value(vllm.FLAG_MAX_LORA_RANK) == 64 and inv.int_value(vllm.FLAG_MAX_LORAS) == rt.RUNTIME_MAX_LORAS
+
+
+def test_restart_and_runtime_adapters_on_one_deployment():
+    dep = apply(deployment(), sv.plan_deployment(deployment(), [entry("static"), rentry("live")]).body)
+    inv = sv.parse_invocation(engine(dep)["command"], engine(dep)["args"])
+    assert [m.name for m in inv.lora_modules] == ["static"]
+    assert vllm_api.ENV_ALLOW_RUNTIME in env_of(dep)
+
+
+def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
+    original = deployment(args=[AWQ, "--port", "8000"])
+    original["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
+    dep = apply(original, sv.plan_deployment(original, [rentry()]).body)
+    assert set(env_of(dep)) == {"VLLM_CPU_KVCACHE_SPACE", vllm_api.ENV_ALLOW_RUNTIME, vllm_api.ENV_PLUGINS,
+                                vllm_api.ENV_RESOLVER_CACHE_DIR}
+    # switching to Restart: the env goes, the adapter moves to --lora-modules (one restart)
+    switched = apply(dep, sv.plan_deployment(dep, [entry()]).body)
+    assert env_of(switched) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert [m.name for m in sv.parse_invocation(engine(switched)["command"], engine(switched)["args"]).lora_modules] \
+        == ["go-adapter"]
+    gone = apply(dep, sv.plan_deployment(dep, []).body)
+    assert gone["spec"]["template"] == original["spec"]["template"]
+
+
+def test_user_plugins_are_kept_and_missing_parts_are_named():
+    container = {"env": [{"name": vllm_api.ENV_PLUGINS, "value": "my_plugin"}]}
+    env = {e["name"]: e["value"] for e in rt.container_env(container, CACHE)}
+    assert env[vllm_api.ENV_PLUGINS] == "my_plugin,lora_filesystem_resolver"
+    missing = rt.missing_for_runtime(container, CACHE, lora_enabled=False, store_mount=sv.STORE_MOUNT)
+    assert missing == ["--enable-lora", "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
+                       "VLLM_PLUGINS with lora_filesystem_resolver", f"VLLM_LORA_RESOLVER_CACHE_DIR={CACHE}",
+                       f"the store mounted at {sv.STORE_MOUNT}"]
+
+
+# --- pods --------------------------------------------------------------------------------------------
+
+def test_want_and_pod_actions():
+    dep = deployment(args=["--model", "/golora-store/models/tiny-go"], command=("python", "-m",
+                                                                                "vllm.entrypoints.openai.api_server"))
+    want = rl.want_for("ns", dep, "vllm", "go-adapter", "v1")
+    assert want.base_model == "/golora-store/models/tiny-go"
+    assert want.load_path == f"{sv.STORE_MOUNT}/lora-resolver/ns/vllm/.versions/go-adapter-v1"
+    assert rl.pod_action({}, want) == rl.LOAD
+    assert rl.pod_action({"go-adapter": {"root": want.load_path}}, want) == rl.NOTHING
+    assert rl.pod_action({"go-adapter": {"root": f"{CACHE}/go-adapter"}}, want) == rl.INPLACE  # the resolver's
+    assert rl.pod_action({"go-adapter": {"root": want.load_path.replace("-v1", "-v0")}}, want) == rl.INPLACE
+    row = {"lastError": {"adapter": "go-adapter", "path": want.load_path, "code": 500}}
+    assert rl.refused_before(row, want)
+    assert not rl.refused_before(row, rl.Want("vllm", "go-adapter", "v2", "x", "m"))  # a new version: try again
+    assert not rl.refused_before(None, want)
+    assert rl.want_for("ns", dep, "engine", "go-adapter", "v1") is None
+
+
+def test_deployment_of_pod_and_readiness():
+    pod = {"metadata": {"labels": {"pod-template-hash": "5d8f7"}, "ownerReferences": [
+        {"kind": "ReplicaSet", "name": "ms-decode-5d8f7"}]},
+        "status": {"podIP": "10.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert rl.deployment_of_pod(pod) == "ms-decode"
+    assert rl.pod_is_ready(pod)
+    assert rl.deployment_of_pod({"metadata": {"ownerReferences": [{"kind": "Job", "name": "x"}]}}) is None
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not rl.pod_is_ready(pod)
+
+
+def test_conditions_from_what_the_pods_answered():
+    ok = rl.PodResult("p1", "u1", "10.0.0.1", ["go-adapter"], loaded=True)
+    refused = rl.PodResult("p2", "u2", "10.0.0.2", error={"code": 500, "message": "LoRA rank 32 is greater than "
+                                                         "max_lora_rank 16."})
+    phase, _, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "rolled out", [ok])])
+    assert phase == "Serving" and conds[1][:3] == ("Serving", "True", rl.LOADED)
+    phase, message, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "", [ok, refused])])
+    assert phase == "Failed" and conds[1][2] == rl.LOAD_REFUSED
+    assert "LoRA rank 32 is greater than max_lora_rank 16." in message and "vllm/p2: HTTP 500" in message
+    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", False, False, "vllm: 0 of 1 updated")])
+    assert phase == "RollingOut" and conds[0][1] == "False"
+    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [])])
+    assert conds[1][2] == "NoReadyPods"
+    down = rl.PodResult("p3", "u3", "ip", unreachable="GET failed")
+    assert rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [ok, down])])[2][1][2] == "ProbeFailed"
+
+
+def test_resolver_job():
+    want = rl.Want("vllm", "go-adapter", "v1", rt.version_dir("ns", "vllm", "go-adapter", "v1"), "/m")
+    job = rl.build_resolver_job(namespace="ns", name="go", uid="u", generation=3, claim="golora-store",
+                                adapter_path="adapters/ns/go", wants=[want], settings=Settings())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][-1] == "resolver-entry"
+    config = json.loads(container["env"][0]["value"])
+    assert config["entries"] == [{"snapshot": "lora-resolver/ns/vllm/.versions/go-adapter-v1",
+                                  "entry": "lora-resolver/ns/vllm/go-adapter", "served": "go-adapter",
+                                  "baseModel": "/m"}]
+    assert not any(m.get("readOnly") for m in container["volumeMounts"])  # it writes the store
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u"
+    removal = rl.build_resolver_job(namespace="ns", name="go", uid="u", generation=3, claim="golora-store",
+                                    adapter_path="adapters/ns/go", wants=[want], settings=Settings(), remove=True)
+    assert "ownerReferences" not in removal["metadata"] and removal["spec"]["ttlSecondsAfterFinished"] > 0
+    assert removal["metadata"]["name"] != job["metadata"]["name"]
+    other = rl.build_resolver_job(namespace="ns", name="go", uid="u2", generation=3, claim="golora-store",
+                                  adapter_path="adapters/ns/go", wants=[want], settings=Settings())
+    assert other["metadata"]["name"] != job["metadata"]["name"]  # a new object writes again
+
+
+def test_versions_are_stable_and_change_with_the_training():
+    assert rt.version_of("a", 1, "t") == rt.version_of("a", 1, "t")
+    assert len({rt.version_of("a", 1, "t"), rt.version_of("a", 2, "t"), rt.version_of("a", 1, "u")}) == 3
+
+
+# --- vLLM's answers -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,message", [
+    ({"error": {"message": "LoRA rank 16 is greater than max_lora_rank 8.", "type": "BadRequestError"}},
+     "LoRA rank 16 is greater than max_lora_rank 8."),
+    ({"object": "error", "message": "The lora adapter 'x' cannot be found."}, "The lora adapter 'x' cannot be found."),
+    ({"detail": "Not Found"}, "Not Found"),
+    ("Internal Server Error", "Internal Server Error"),
+])
+def test_error_messages(body, message):
+    assert vllm_api.error_message(body) == message
+
+
+def test_client_against_a_local_server():
+    """The client's view of an HTTP exchange: status and vLLM's message, never an exception."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_):
+            pass
+
+        def do_GET(self):
+            self._send(200, {"data": [{"id": "base", "parent": None}, {"id": "a", "root": "/p", "parent": "base"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body))
+            if body.get("load_inplace") or self.path == vllm_api.UNLOAD:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"Success: LoRA adapter 'a' added successfully.")
+            else:
+                self._send(400, {"error": {"message": "The lora adapter 'a' has already been loaded."}})
+
+        def _send(self, code, obj):
+            raw = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        listing = vllm_api.models(url)
+        assert listing.ok and list(vllm_api.adapter_cards(listing.body)) == ["a"]
+        refused = vllm_api.load(url, "a", "/p")
+        assert (refused.code, refused.ok) == (400, False) and vllm_api.ALREADY_LOADED in refused.message
+        done = vllm_api.load(url, "a", "/p", inplace=True)
+        assert done.ok and done.message.startswith("Success")
+        assert seen[-1] == (vllm_api.LOAD, {"lora_name": "a", "lora_path": "/p", "load_inplace": True})
+        assert vllm_api.unload(url, "a").ok and seen[-1] == (vllm_api.UNLOAD, {"lora_name": "a"})
+    finally:
+        server.shutdown()
+    down = vllm_api.models(url, timeout=1)
+    assert down.code == 0 and not down.ok and down.message
