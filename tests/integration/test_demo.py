@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(1560)  # the demo's own limit is 1500 s; pytest's default 600 s is not
 def test_make_demo_trains_gates_serves_and_answers(tmp_path):
     if not os.access(REPO / ".bin" / "golora-extract", os.X_OK):
         pytest.skip("golora-extract not built (make build)")
