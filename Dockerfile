@@ -4,11 +4,16 @@
 # without extras: the operator needs neither torch nor the dev tools).
 FROM python:3.11.13-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone (empty package dirs, a blank README), so a
+# source change rebuilds only the layers below.
+COPY pyproject.toml ./
+RUN mkdir -p operator trainer_image && touch README.md \
+ && python -m venv /opt/golora \
+ && /opt/golora/bin/pip install --no-cache-dir --no-compile .
+COPY README.md ./
 COPY operator/ operator/
 COPY trainer_image/golora_trainer/ trainer_image/golora_trainer/
-RUN python -m venv /opt/golora \
- && /opt/golora/bin/pip install --no-cache-dir --no-compile . \
+RUN /opt/golora/bin/pip install --no-cache-dir --no-compile --no-deps --force-reinstall . \
  && find /opt/golora -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM python:3.11.13-slim-bookworm

@@ -67,17 +67,21 @@ crds-check: venv ## fail if crds/ is stale
 lint: venv ## ruff
 	$(PY) -m ruff check operator trainer_image tests bench
 
+.PHONY: images
+images: ## the operator, extractor and trainer images (docker, or podman installed and set up here; cold ~N min)
+	@bash hack/images/build.sh
+
 .PHONY: test-go
 test-go: ## go test for the extractor
 	cd extractor && go test ./...
 
 .PHONY: test
-test: build crds-check test-go vllm ## everything: unit, the local cluster, training on CPU, real vLLM, Go tests
+test: build crds-check test-go vllm images ## everything: unit, the local cluster, training on CPU, real vLLM, Go tests, the images
 	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests only (no cluster, no training)
-	$(PY) -m pytest -q -m "not cluster and not train" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not cluster and not train and not images" $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: build vllm ## local cluster + operator + manifests/demo through to go-adapter answering, then tear down
