@@ -68,7 +68,7 @@ lint: venv ## ruff
 	$(PY) -m ruff check operator trainer_image tests bench
 
 .PHONY: images
-images: ## the operator, extractor and trainer images (docker, or podman installed and set up here; cold ~N min)
+images: ## the operator, extractor and trainer images (docker, or podman installed and set up here; cold ~25 min, warm ~1 min)
 	@bash hack/images/build.sh
 
 .PHONY: test-go
