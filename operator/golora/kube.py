@@ -41,6 +41,7 @@ def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any] | Any, bool]:
     kind, ns, name = obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
     create, read = {
         "Job": (lambda: batch().create_namespaced_job(ns, obj), lambda: batch().read_namespaced_job(name, ns)),
+        "Service": (lambda: core().create_namespaced_service(ns, obj), lambda: core().read_namespaced_service(name, ns)),
         "ServiceAccount": (lambda: core().create_namespaced_service_account(ns, obj),
                            lambda: core().read_namespaced_service_account(name, ns)),
         "Role": (lambda: kubernetes.client.RbacAuthorizationV1Api(client()).create_namespaced_role(ns, obj),

@@ -242,3 +242,77 @@ def test_operator_down_while_training_converges_without_a_second_job(
     assert done["status"]["phase"] == "Succeeded"
     assert [j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector=selector).items] == \
         ["offline-lt-g1-a1"]
+
+
+def _needs_pod_dns(node_agent):
+    if not node_agent.network.namespaced:
+        pytest.skip("several nodes need the namespaced pod network (root and iproute2): the node agent's "
+                    "stand-in for cluster DNS is a per-pod hosts file bind-mounted by `ip netns exec`")
+
+
+@pytest.mark.timeout(900)
+def test_two_nodes_train_together_and_a_killed_rank_resumes_from_the_checkpoint(
+        cluster, api, namespace, operator, node_agent, tiny_base):
+    """placement.nodes: 2 -> an Indexed Job of 2 pods on 2 nodes (the real scheduler, anti-affinity),
+    torchrun's c10d rendezvous on pod 0 through the headless Service's name (gloo on CPU).
+    Killing one rank's pod fails the attempt; the next resumes from the last checkpoint."""
+    _needs_pod_dns(node_agent)
+    model = put_model(node_agent, namespace, tiny_base)
+    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=120))
+    lt = training("ddp", model, maxSteps=10, checkpointSteps=3, loggingSteps=1)
+    lt["spec"]["placement"] = {"gpus": 0, "nodes": 2, "schedulingTimeoutSeconds": 120,
+                               "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}
+    lt["spec"]["qualityGate"] = {"prompts": 3, "maxNewTokens": 32}
+    core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+    with node_agent.env(GOLORA_PROGRESS_INTERVAL="0.5"):
+        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
+        wait_for(lambda: ((get(api, namespace, "loratrainings", "ddp").get("status") or {})
+                          .get("progress") or {}).get("step", 0) >= 4, timeout=400, interval=0.2,
+                 what="two ranks training past the step-3 checkpoint")
+        pods = core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=ddp-lt-g1-a1").items
+        assert len(pods) == 2 and len({p.spec.node_name for p in pods}) == 2, [p.spec.node_name for p in pods]
+        assert sorted(p.spec.hostname for p in pods) == ["ddp-lt-g1-a1-0", "ddp-lt-g1-a1-1"]
+        obj = get(api, namespace, "loratrainings", "ddp")
+        assert cond(obj, "Scheduled")["status"] == "True" and "all 2" in cond(obj, "Scheduled")["message"]
+        assert node_agent.kill(namespace, "ddp-lt-g1-a1", index=1) == 1
+        done = finished(api, namespace, "ddp", timeout=450)
+    status = done["status"]
+    assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Interrupted"), (2, "Succeeded")], \
+        status.get("message")
+    job = batch.read_namespaced_job("ddp-lt-g1-a1", namespace)
+    assert job.spec.completion_mode == "Indexed" and job.spec.completions == 2
+    assert next(c for c in job.status.conditions if c.type == "Failed").reason == "BackoffLimitExceeded"
+    result = status["result"]
+    assert status["phase"] == "Succeeded" and result["worldSize"] == 2
+    assert result["resumedFromStep"] >= 3 and result["globalStep"] == 10
+    assert (result["microBatchSize"], result["gradientAccumulationSteps"]) == (4, 1)  # 8 = 4 x 1 x 2 ranks
+    assert result["evalLoss"] < result["baseEvalLoss"]
+    svc = core.read_namespaced_service("r-ddp-lt-g1", namespace)
+    assert svc.spec.cluster_ip == "None" and svc.spec.publish_not_ready_addresses
+
+
+def test_nodes_that_cannot_all_be_placed_fail_unschedulable_and_release_the_placed(
+        cluster, api, namespace, operator, node_agent):
+    """Two pods, one node allowed, one pod per node: the real scheduler places one. It waits for
+    its peer only schedulingTimeoutSeconds, then the attempt fails, Unschedulable, in the
+    scheduler's words, and nothing is left holding a node."""
+    _needs_pod_dns(node_agent)
+    lt = training("gang", "models/none")
+    lt["spec"].pop("datasetRef")
+    lt["spec"]["dataPath"] = "none.jsonl"
+    lt["spec"]["placement"] = {"gpus": 0, "nodes": 2, "schedulingTimeoutSeconds": 15,
+                               "nodeSelector": {"kubernetes.io/hostname": "golora-node"},
+                               "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}
+    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
+    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "gang")) and cond(o, "Scheduled")
+                   and cond(o, "Scheduled")["status"] == "False" and o, timeout=60, what="Scheduled=False")
+    assert cond(obj, "Scheduled")["message"].startswith("1 of 2 training pods scheduled; gang-lt-g1-a1-")
+    done = finished(api, namespace, "gang", timeout=180)
+    status = done["status"]
+    assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Unschedulable")], status["message"]
+    assert status["phase"] == "Failed"
+    msg = cond(done, "Succeeded")["message"]
+    assert "not all 2 training pods could be scheduled within 15s" in msg and "anti-affinity" in msg, msg
+    batch = kubernetes.client.BatchV1Api(api)
+    wait_for(lambda: not batch.read_namespaced_job("gang-lt-g1-a1", namespace).status.active, timeout=60,
+             what="no pod of the failed attempt left")

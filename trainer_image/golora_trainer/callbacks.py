@@ -170,7 +170,12 @@ class StopOnSignal(TrainerCallback):
         self.signalled = signum
 
     def on_step_end(self, args, state, control, **kw):
-        if self.signalled is not None and self.stopped_at is None:
+        from . import distributed
+
+        # every rank stops at the same step, or the others wait in a collective forever
+        if distributed.any_rank(self.signalled is not None) and self.stopped_at is None:
+            if self.signalled is None:
+                self.signalled = signal.SIGTERM  # a peer rank's pod is being stopped
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True

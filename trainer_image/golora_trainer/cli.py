@@ -6,6 +6,7 @@ train  the same from flags, e.g. the blog's command line:
            --output output/v1 --epochs 1 --max-samples 5000
 tiny   build the tiny Qwen2-architecture model + Go tokenizer (CPU runs, tests, the demo)
 validate-adapter  the AdapterServing validation Job: is the adapter on the store one vLLM loads?
+launch run `run` under torchrun: several GPUs (--nproc-per-node) or nodes (an Indexed Job's pods)
 plan   print the micro-batch / memory plan for a model config and a GPU size (no GPU needed)
 """
 
@@ -213,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("resolver-entry", help="the AdapterServing resolver-directory Job (config in $GOLORA_CONFIG)")
     e.set_defaults(func=lambda _args: __import__("golora_trainer.resolver_entry", fromlist=["run"]).run())
+
+    from .launch import add_parser as add_launch
+
+    add_launch(sub)
 
     m = sub.add_parser("plan", help="micro-batch / memory plan (Qwen2.5-7B unless --config)")
     m.add_argument("--config", help="a model's config.json")

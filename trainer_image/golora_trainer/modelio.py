@@ -39,6 +39,7 @@ class Device:
     capability: tuple[int, int] | None = None
     total_bytes: int | None = None
     memory_capped: bool = False
+    index: int = 0  # CUDA device of this rank (LOCAL_RANK under torchrun)
 
     def describe(self) -> str:
         if not self.cuda:
@@ -48,12 +49,13 @@ class Device:
         return f"{self.name} (compute capability {cc}, {gib:.1f} GiB{' capped' if self.memory_capped else ''})"
 
 
-def detect_device() -> Device:
+def detect_device(index: int = 0) -> Device:
+    """This rank's device: CUDA device ``index`` (its local rank), else the CPU."""
     import torch
 
     if os.environ.get(FORCE_CPU_ENV) == "1" or not torch.cuda.is_available():
         return Device(cuda=False, name="cpu")
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(index)
     capability = (props.major, props.minor)
     if os.environ.get(CAPABILITY_ENV):
         major, _, minor = os.environ[CAPABILITY_ENV].partition(".")
@@ -63,9 +65,10 @@ def detect_device() -> Device:
     if os.environ.get(MEMORY_ENV):
         want = int(float(os.environ[MEMORY_ENV]) * 1024**3)
         if want < total:
-            torch.cuda.set_per_process_memory_fraction(want / total, 0)
+            torch.cuda.set_per_process_memory_fraction(want / total, index)
             total, capped = want, True
-    return Device(cuda=True, name=props.name, capability=capability, total_bytes=total, memory_capped=capped)
+    return Device(cuda=True, name=props.name, capability=capability, total_bytes=total, memory_capped=capped,
+                  index=index)
 
 
 @dataclass
@@ -168,7 +171,7 @@ def load_model(src: ModelSource, plan: PrecisionPlan, device: Device, *, quantiz
     kwargs: dict = {"dtype": torch_dtype(plan.load_dtype), "attn_implementation": "sdpa", **src.load_kwargs}
     quantized = False
     if device.cuda:
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": device.index}
         if quantization == "nf4":
             from transformers import BitsAndBytesConfig
 

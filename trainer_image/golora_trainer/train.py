@@ -22,6 +22,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from golora.api.loratraining import (  # noqa: E402
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_QUALITY_GATE_FAILED,
     GATE_DISABLED,
@@ -35,7 +37,7 @@ from golora.api.loratraining import (  # noqa: E402
     TrainingResult,
 )
 
-from . import checkpoints  # noqa: E402
+from . import checkpoints, distributed  # noqa: E402
 from .adapter import RESULT_FILE, clean_stale_staging, install_adapter, stage_adapter  # noqa: E402
 from .batching import LengthBucketSampler, padding_efficiency  # noqa: E402
 from .callbacks import (  # noqa: E402
@@ -142,14 +144,17 @@ def _roundup(n: int, m: int) -> int:
 class TrainingRun:
     """State of one attempt; ``fields`` become TrainingResult (status.result and result.json)."""
 
-    def __init__(self, cfg: TrainerConfig, reporter: StatusReporter):
+    def __init__(self, cfg: TrainerConfig, reporter: StatusReporter, ranks: distributed.Ranks | None = None):
         self.cfg = cfg
         self.spec = cfg.spec
-        self.reporter = reporter
+        self.ranks = ranks or distributed.Ranks()
+        # Rank 0 reports progress and results; another rank reports only its own failure.
+        self.failure_reporter = reporter
+        self.reporter = reporter if self.ranks.main else StatusReporter(None)
         self.store = Path(cfg.store_root)
         self.output = self.store / cfg.output_path
         self.ckpt_dir = self.output / "checkpoints"
-        self.fields: dict = {"attempt": cfg.attempt}
+        self.fields: dict = {"attempt": cfg.attempt, "world_size": self.ranks.world_size}
         self.static: dict = {"attempt": cfg.attempt}
         self.started = time.monotonic()
         self.device = None
@@ -158,6 +163,8 @@ class TrainingRun:
     # -- reporting ---------------------------------------------------------------------
     def stage(self, name: str, reset: bool = False) -> None:
         log.info("stage %s", name)
+        if not self.ranks.main:
+            return
         progress = {**self.static, "stage": name}
         if reset:  # clear what an earlier attempt left in status.progress
             for key in ("step", "totalSteps", "epoch", "loss", "tokenAccuracy", "learningRate", "gradNorm",
@@ -182,9 +189,10 @@ class TrainingRun:
         self.fields["exit_code"] = err.exit_code
         self.fields["train_runtime_seconds"] = round(time.monotonic() - self.started, 1)
         result = self.result_dict()
-        self.reporter.result(result, progress={**self.static, "stage": "failed"})
+        self.failure_reporter.result(result, progress={**self.static, "stage": "failed"})
         write_termination_message(f"{err.reason}: {err.message}")
-        log.error("failed (%s, exit %d): %s", err.reason, err.exit_code, err.message)
+        log.error("failed (%s, exit %d)%s: %s", err.reason, err.exit_code,
+                  f" on rank {self.ranks.rank}" if self.ranks.distributed else "", err.message)
         return err.exit_code
 
     # -- the attempt -------------------------------------------------------------------
@@ -195,7 +203,11 @@ class TrainingRun:
         from transformers import set_seed
 
         set_seed(training.seed)
-        self.device = device = detect_device()
+        ranks = self.ranks
+        self.device = device = detect_device(ranks.local_rank)
+        distributed.init(ranks, device.cuda)
+        # every rank's GPU, before any rank can decide alone (precision auto must agree)
+        distributed.check_same_generation(training.precision, distributed.gather(device.capability))
         plan = resolve_precision(training.precision, cuda=device.cuda, capability=device.capability)
         self.fields["precision"] = plan.name
         self.static["precision"] = plan.name
@@ -239,7 +251,8 @@ class TrainingRun:
         shape = ModelShape.from_config(config_dict)
         loss_impl = loss_implementation()
         seq_len = min(training.max_seq_length, _roundup(tstats.max_len, SEQ_ROUND))
-        effective = training.effective_batch_size
+        # the effective batch is kept: each rank does its share of the sequences of one step
+        effective = distributed.per_rank_batch(training.effective_batch_size, ranks.world_size)
         requested = self.cfg.micro_batch_size or (
             training.micro_batch_size if isinstance(training.micro_batch_size, int) else None
         )
@@ -265,8 +278,12 @@ class TrainingRun:
 
         # checkpoints -----------------------------------------------------------------------
         fp = checkpoints.fingerprint(self.cfg, data_digest(train_file, eval_file))
-        resume = checkpoints.prepare(self.ckpt_dir, fp)
-        clean_stale_staging(self.output)
+        resume = None
+        if ranks.main:  # one rank tidies the shared directory; all resume from what it found
+            resume = checkpoints.prepare(self.ckpt_dir, fp)
+            clean_stale_staging(self.output)
+        found = distributed.broadcast(str(resume) if resume is not None else None)
+        resume = Path(found) if found else None
         if resume is not None:
             self.fields["resumed_from_step"] = checkpoints.checkpoint_step(resume)
             log.info("resuming from %s", resume)
@@ -289,13 +306,15 @@ class TrainingRun:
 
         # baseline ------------------------------------------------------------------------
         self.stage("baseline")
-        baseline = checkpoints.load_baseline(self.ckpt_dir)
-        if not baseline or baseline.get("fingerprint") != fp:
+        baseline = checkpoints.load_baseline(self.ckpt_dir) if ranks.main else None
+        if ranks.main and (not baseline or baseline.get("fingerprint") != fp):
             with trainer.model.disable_adapter():
                 base = eval_loss(trainer.model, eval_ex, batch_size=eval_batch, pad_id=pad_id, precision=plan.name)
             baseline = {"fingerprint": fp, "loss": base.loss, "tokenAccuracy": base.token_accuracy,
                         "tokens": base.tokens}
             checkpoints.save_baseline(self.ckpt_dir, baseline)
+        # the divergence guard must decide the same on every rank
+        baseline = distributed.broadcast(baseline)
         log.info("base eval loss %.4f, token accuracy %.3f on %d tokens", baseline["loss"],
                  baseline["tokenAccuracy"], baseline["tokens"])
         self.fields.update(base_eval_loss=baseline["loss"], base_eval_token_accuracy=baseline["tokenAccuracy"],
@@ -323,6 +342,12 @@ class TrainingRun:
         self.fields["tokens_per_second"] = round(tps, 1) if tps else None
         self._peak_memory()
         log.info("trained %d steps in %.1fs (%s tok/s)", state.global_step, train_seconds, self.fields["tokens_per_second"])
+        if not ranks.main:
+            # rank 0 evaluates, gates, saves and reports; the others are done (a divergence or a
+            # signal stopped every rank alike: rank 0 says why)
+            if guard.reason or stop.signalled is not None:
+                return EXIT_INTERRUPTED if stop.signalled is not None else EXIT_DIVERGED
+            return EXIT_OK
         if guard.reason:
             raise TrainerError(REASON_DIVERGED, guard.reason + ": lower learningRate, or check the data (the "
                                "first logged loss should be close to the base eval loss)")
@@ -398,7 +423,10 @@ class TrainingRun:
         sampler_name = os.environ.get(SAMPLER_ENV, "buckets")
         buckets = sampler_name != "group_by_length"
         lengths = [len(ids) for ids in train_ds["input_ids"]]
-        sampler = LengthBucketSampler(lengths, micro, seed=t.seed, per_step=micro * accumulation) if buckets else None
+        # one optimizer step takes micro x accumulation sequences from each rank (accelerate hands
+        # the sampler's micro-batches to the ranks in turn)
+        per_step = micro * accumulation * self.ranks.world_size
+        sampler = LengthBucketSampler(lengths, micro, seed=t.seed, per_step=per_step) if buckets else None
         if sampler is not None:
             efficiency = padding_efficiency(lengths, sampler.batches(), PAD_MULTIPLE_CUDA if cuda else 1)
             self.fields["padding_efficiency"] = round(efficiency, 4) if efficiency else None
@@ -449,6 +477,7 @@ class TrainingRun:
             seed=t.seed,
             data_seed=t.seed,
             dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,  # every LoRA parameter takes part in every step
         )
         try:
             trainer = bucketed_sft_trainer()(model=model, args=args, train_dataset=train_ds,
@@ -542,12 +571,17 @@ def run(cfg: TrainerConfig, reporter: StatusReporter | None = None) -> int:
     """One attempt; returns the exit code. Never raises (except KeyboardInterrupt)."""
     _quiet_libraries()
     reporter = reporter or StatusReporter(cfg.status_target)
-    attempt = TrainingRun(cfg, reporter)
+    ranks = distributed.Ranks.from_env()
+    attempt = TrainingRun(cfg, reporter, ranks)
     try:
         return attempt.execute()
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure must be reported with a reason
+        if ranks.distributed and distributed.is_peer_failure(exc):
+            # another rank went away first; its own failure (or its pod's end) is the reason
+            log.error("rank %d: a peer rank was lost (%s: %s)", ranks.rank, type(exc).__name__, str(exc)[:500])
+            return EXIT_INTERRUPTED
         err = classify(exc)
         if not isinstance(exc, TrainerError):
             log.exception("training failed")

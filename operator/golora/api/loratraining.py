@@ -147,14 +147,31 @@ class Training(CamelModel):
 
 
 class Placement(CamelModel):
-    """Where the training Job runs: a GPU node, by product label or node selector."""
+    """Where the training Job runs: GPU nodes, by product label or node selector.
+
+    ``gpus`` > 1 runs the trainer under torchrun, one data-parallel rank per GPU; ``nodes`` > 1
+    makes the Job an Indexed Job, one pod per node, with torchrun's rendezvous on pod 0."""
 
     gpu_product: str | None = Field(
         None,
         max_length=128,
         description="GPU product as labelled by GPU feature discovery (nvidia.com/gpu.product), e.g. Tesla-T4.",
     )
-    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu limit (0 = CPU only).")
+    gpus: int = Field(
+        1, ge=0, le=16,
+        description="nvidia.com/gpu limit per node (0 = CPU only). Above 1: one data-parallel rank per GPU "
+        "(torchrun --nproc-per-node); the effective batch is kept by dividing the accumulation steps.",
+    )
+    nodes: int = Field(
+        1, ge=1, le=64,
+        description="Nodes to train on, one pod each (an Indexed Job plus a headless Service for torchrun's "
+        "rendezvous). Every pod must be scheduled or none trains; the store must be ReadWriteMany.",
+    )
+    scheduling_timeout_seconds: int = Field(
+        600, ge=10, le=86400,
+        description="With nodes > 1: how long the pods that were placed wait for the others to start; then "
+        "the attempt fails (Unschedulable, with the scheduler's message) and frees what it holds.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations (e.g. for a GPU taint).")
     resources: Resources | None = Field(None, description="CPU/memory requests and limits.")
@@ -354,8 +371,9 @@ class TrainingResult(StatusModel):
     repetition: float | None = Field(None, description="Longest repeated-token run / generated tokens.")
     go_parse_rate: float | None = Field(None, description="The adapter's Go parse rate (qualityGate.adapter).")
     precision: str | None = Field(None, description="Precision actually used (bf16, fp16, fp32).")
-    micro_batch_size: int | None = Field(None, description="Micro-batch actually used.")
-    gradient_accumulation_steps: int | None = None
+    micro_batch_size: int | None = Field(None, description="Micro-batch actually used (per rank).")
+    gradient_accumulation_steps: int | None = Field(None, description="Accumulation steps (per rank).")
+    world_size: int | None = Field(None, description="Data-parallel ranks (processes) that trained.")
     samples_truncated: int | None = Field(None, description="Samples cut at maxSeqLength.")
     train_samples: int | None = None
     tokens_per_second: float | None = None
@@ -461,6 +479,9 @@ REASON_QUALITY_GATE_FAILED = "QualityGateFailed"  # trained, but the gate refuse
 REASON_INVALID_ADAPTER = "InvalidAdapter"  # the saved adapter is not one vLLM can load
 REASON_INTERRUPTED = "Interrupted"  # SIGTERM (pod deleted/preempted): checkpoint saved, a rerun resumes
 REASON_JOB_DELETED = "JobDeleted"  # someone deleted the training Job: the next attempt resumes
+# nodes > 1: a pod's peers did not all join torchrun's rendezvous in time (schedulingTimeoutSeconds)
+REASON_RENDEZVOUS_TIMEOUT = "RendezvousTimeout"
+REASON_UNSCHEDULABLE = "Unschedulable"  # ... because the scheduler could not place them all
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -470,7 +491,8 @@ EXIT_OUT_OF_MEMORY = 3
 EXIT_DIVERGED = 4
 EXIT_QUALITY_GATE_FAILED = 5
 EXIT_INVALID_ADAPTER = 6
-EXIT_INTERRUPTED = 7
+EXIT_INTERRUPTED = 7  # also: a rank whose peer was lost (its collective failed), which reports nothing
+EXIT_RENDEZVOUS_TIMEOUT = 8
 
 REASON_EXIT_CODES: dict[str, int] = {
     REASON_TRAINING_FAILED: EXIT_FAILED,
@@ -481,6 +503,7 @@ REASON_EXIT_CODES: dict[str, int] = {
     REASON_QUALITY_GATE_FAILED: EXIT_QUALITY_GATE_FAILED,
     REASON_INVALID_ADAPTER: EXIT_INVALID_ADAPTER,
     REASON_INTERRUPTED: EXIT_INTERRUPTED,
+    REASON_RENDEZVOUS_TIMEOUT: EXIT_RENDEZVOUS_TIMEOUT,
 }
 # The reason an exit code stands for when no status patch arrived (e.g. read from a Job's pod).
 EXIT_CODE_REASONS: dict[int, str] = {
@@ -491,6 +514,7 @@ EXIT_CODE_REASONS: dict[int, str] = {
     EXIT_QUALITY_GATE_FAILED: REASON_QUALITY_GATE_FAILED,
     EXIT_INVALID_ADAPTER: REASON_INVALID_ADAPTER,
     EXIT_INTERRUPTED: REASON_INTERRUPTED,
+    EXIT_RENDEZVOUS_TIMEOUT: REASON_RENDEZVOUS_TIMEOUT,
 }
 # Only these are worth another attempt (OutOfMemory with half the micro-batch; Interrupted as is,
 # resuming from the last checkpoint).

@@ -8,6 +8,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from .. import naming
 from ..api import GROUP, VERSION
 from ..api.loratraining import (
     KIND,
@@ -27,6 +28,7 @@ from .common import (
     claim_volume,
     container_security,
     job,
+    owner_reference,
     volume_name,
 )
 from .dataset import dataset_path
@@ -40,6 +42,10 @@ LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"  # GPU feature discovery
 LABEL_GPU_COMPUTE_MAJOR = "nvidia.com/gpu.compute.major"
 GPU_RESOURCE = "nvidia.com/gpu"
 HF_TOKEN_FILE = posixpath.join(SECRETS_MOUNT, "hf", "token")
+# torchrun's c10d rendezvous (several nodes): the store is hosted by the index-0 pod.
+RDZV_PORT = 29400
+POD_IP_ENV = "GOLORA_POD_IP"  # what each torchrun agent advertises to its peers
+HOSTNAME_MAX = 63
 
 
 def adapter_path(namespace: str, name: str) -> str:
@@ -135,11 +141,12 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
                                  if spec.placement.resources else {"requests": {"cpu": "2", "memory": "16Gi"}})
     if spec.placement.gpus:
         resources.setdefault("limits", {})[GPU_RESOURCE] = str(spec.placement.gpus)
+    jname = job_name(JOB_KIND_SHORT, name, generation, attempt)
     container = {
         "name": CONTAINER_NAME,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "golora_trainer", "run"],
+        "command": trainer_command(spec, jname, rendezvous_service_name(name, generation)),
         "env": [
             {"name": TRAINER_CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
             {"name": "HOME", "value": SCRATCH_MOUNT},
@@ -157,11 +164,60 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
         pod_extra["nodeSelector"] = selector
     if spec.placement.tolerations:
         pod_extra["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.placement.tolerations]
-    return job(
-        name=job_name(JOB_KIND_SHORT, name, generation, attempt),
-        namespace=namespace, kind=KIND.kind, owner_name=name, owner_uid=uid,
+    nodes = spec.placement.nodes
+    if nodes > 1:
+        container["env"].append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+        pod_extra["subdomain"] = rendezvous_service_name(name, generation)
+        # one rank-pod per node: the pods of this attempt repel each other
+        pod_extra["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": naming.owner_labels(KIND.kind, name, generation, attempt)},
+            "topologyKey": "kubernetes.io/hostname"}]}}
+    body = job(
+        name=jname, namespace=namespace, kind=KIND.kind, owner_name=name, owner_uid=uid,
         generation=generation, attempt=attempt, container=container, volumes=volumes, pod_extra=pod_extra,
     )
+    if nodes > 1:
+        # one pod per node, all at once; backoffLimit 0: one failed rank fails the attempt
+        body["spec"].update(completionMode="Indexed", completions=nodes, parallelism=nodes)
+    return body
+
+
+def rendezvous_service_name(name: str, generation: int) -> str:
+    """The headless Service of a generation's multi-node Jobs (a DNS-1035 label: starts with a letter)."""
+    return "r-" + job_name(JOB_KIND_SHORT, name, generation, 1).removesuffix("-a1")
+
+
+def rendezvous_host(job: str, service: str) -> str:
+    """The index-0 pod as cluster DNS names it: the Job controller sets its hostname to
+    ``<job>-0`` and the template's subdomain to the headless Service (search path: the namespace)."""
+    return f"{f'{job}-0'[:HOSTNAME_MAX]}.{service}"
+
+
+def trainer_command(spec: LoraTrainingSpec, job: str, service: str) -> list[str]:
+    """One rank: the trainer itself. Several GPUs or nodes: the trainer under torchrun
+    (``golora_trainer launch``). Only integers and generated names: nothing from the CR's strings."""
+    gpus, nodes = spec.placement.gpus, spec.placement.nodes
+    if gpus <= 1 and nodes == 1:
+        return ["python", "-m", "golora_trainer", "run"]
+    command = ["python", "-m", "golora_trainer", "launch", "--nproc-per-node", str(max(gpus, 1))]
+    if nodes > 1:
+        command += ["--nnodes", str(nodes), "--rdzv-endpoint", f"{rendezvous_host(job, service)}:{RDZV_PORT}",
+                    "--rdzv-id", job, "--join-timeout", str(spec.placement.scheduling_timeout_seconds)]
+    return command
+
+
+def build_rendezvous_service(*, namespace: str, name: str, uid: str, generation: int) -> dict[str, Any]:
+    """The headless Service that gives each pod of a multi-node Job its DNS name. Not-ready
+    pods are published too: a training pod never becomes Ready before the rendezvous."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": rendezvous_service_name(name, generation), "namespace": namespace,
+                     "labels": naming.owner_labels(KIND.kind, name, generation),
+                     "ownerReferences": [owner_reference(KIND.kind, name, uid)]},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": naming.owner_labels(KIND.kind, name, generation),
+                 "ports": [{"name": "c10d", "port": RDZV_PORT, "targetPort": RDZV_PORT, "protocol": "TCP"}]},
+    }
 
 
 @dataclass(frozen=True)
@@ -197,3 +253,46 @@ def reason_from_termination(term: Termination | None) -> str | None:
     if term.signal or term.exit_code in SIGNAL_EXIT_CODES:
         return REASON_INTERRUPTED
     return reason_for_exit_code(term.exit_code)
+
+
+def attempt_termination(pods: list[dict[str, Any]]) -> Termination | None:
+    """How a (possibly multi-pod) attempt's training containers ended, the most telling first:
+    a rank's own failure (OutOfMemory, the trainer's codes) before a kill or a rank that only
+    lost its peer (both Interrupted). One pod: its container's end."""
+    ends: list[tuple[str, Termination]] = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if cs.get("name") == CONTAINER_NAME and term and int(term.get("exitCode", 0)) != 0:
+                ends.append((term.get("finishedAt") or "", Termination(
+                    pod["metadata"]["name"], int(term.get("exitCode", 0)), term.get("reason") or "",
+                    term.get("signal"), (term.get("message") or "").strip())))
+    if not ends:
+        return None
+    ends.sort(key=lambda e: (reason_from_termination(e[1]) == REASON_INTERRUPTED, e[0]))
+    return ends[0][1]
+
+
+def scheduling_summary(pods: list[dict[str, Any]], nodes: int) -> tuple[bool, str] | None:
+    """Whether all pods of a multi-node attempt are placed, and a message that says how many
+    are and (if not) what the scheduler said about the first one it could not place. None
+    while the scheduler has not looked at every pod yet."""
+    placed, waiting = 0, None
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        # a pod that ended (or is going) says nothing about placement any more; and once one
+        # has, the scheduler may place a waiting peer on the node it freed
+        if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        cond = next((x for x in (pod.get("status") or {}).get("conditions") or [] if x.get("type") == "PodScheduled"),
+                    None)
+        if cond is None:
+            continue
+        if cond.get("status") == "True":
+            placed += 1
+        elif waiting is None:
+            waiting = (pod["metadata"]["name"], cond.get("message") or "unschedulable")
+    if waiting is not None:
+        return False, f"{placed} of {nodes} training pods scheduled; {waiting[0]}: {waiting[1]}"
+    if placed >= nodes:
+        return True, f"all {nodes} training pods scheduled"
+    return None

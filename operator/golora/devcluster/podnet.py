@@ -125,6 +125,7 @@ class PodNetwork:
         _ip("link", "del", self.bridge, check=False)
         for name in self._netns_names():
             _ip("netns", "del", name, check=False)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
 
     def _netns_names(self) -> list[str]:
         out = _ip("netns", "list", check=False).stdout.split()
@@ -170,11 +171,16 @@ class PodNetwork:
             return
         if self.namespaced:
             _ip("netns", "del", self.netns(uid), check=False)  # takes the veth pair with it
+            shutil.rmtree(Path("/etc/netns") / self.netns(uid), ignore_errors=True)  # its hosts file, if any
         with self._lock:
             self._free.append(ip)
 
-    def enter(self, uid: str | None) -> list[str]:
-        """The argv prefix that runs a command inside the pod's network (none for hostNetwork)."""
+    def enter(self, uid: str | None, hosts: bool = False) -> list[str]:
+        """The argv prefix that runs a command inside the pod's network (none for hostNetwork).
+        ``hosts``: through ``ip netns exec``, which also bind-mounts /etc/netns/<netns>/hosts
+        over /etc/hosts (the node agent's stand-in for cluster DNS, nodeagent/hosts.py)."""
         if uid is None or not self.namespaced:
             return []
+        if hosts:
+            return ["ip", "netns", "exec", self.netns(uid)]
         return ["nsenter", f"--net=/run/netns/{self.netns(uid)}", "--"]

@@ -21,7 +21,9 @@ from ..api.loratraining import (
     KIND,
     REASON_JOB_DELETED,
     REASON_QUALITY_GATE_FAILED,
+    REASON_RENDEZVOUS_TIMEOUT,
     REASON_TRAINING_FAILED,
+    REASON_UNSCHEDULABLE,
     LoraTrainingSpec,
 )
 from ..builders import status as st
@@ -97,7 +99,22 @@ def follow_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
     if scheduled is None:
         return
     gen = cr["metadata"]["generation"]
-    if scheduled.get("status") == "True":
+    nodes = ((cr.get("spec") or {}).get("placement") or {}).get("nodes") or 1
+    job = next((labels[k] for k in st.JOB_NAME_LABELS if labels.get(k)), None)
+    if nodes > 1 and job:
+        if labels.get(naming.LABEL_ATTEMPT) != str((cr.get("status") or {}).get("attempt")):
+            return  # an earlier attempt's pods
+        # all-or-nothing: Scheduled only when every rank's pod is placed
+        summary = tb.scheduling_summary(kube.job_pods(ns, job), nodes)
+        if summary is None:
+            return
+        placed, msg = summary
+        phase = cr["status"].get("phase", c.PENDING)
+        update = _status_patch(cr.get("status"), phase=phase, message=cr["status"].get("message", "") if placed
+                               else f"unschedulable: {msg}", generation=gen,
+                               conditions=[(c.SCHEDULED, c.TRUE if placed else c.FALSE,
+                                            "Scheduled" if placed else "Unschedulable", msg)])
+    elif scheduled.get("status") == "True":
         update = _status_patch(cr.get("status"), phase=cr["status"].get("phase", c.PENDING),
                                  message=cr["status"].get("message", ""), generation=gen,
                                  conditions=[(c.SCHEDULED, c.TRUE, "Scheduled",
@@ -201,8 +218,10 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
         phase = c.RUNNING if state.phase == c.RUNNING else c.PENDING
         conds = [ready]
         if state.phase == c.RUNNING:
-            conds += [(c.SCHEDULED, c.TRUE, "Scheduled", "training pod is running"),
-                      (c.TRAINING, c.TRUE, "Training", f"attempt {attempt} running")]
+            # several nodes: one running pod does not mean all are placed (follow_pod says)
+            if spec.placement.nodes == 1:
+                conds.append((c.SCHEDULED, c.TRUE, "Scheduled", "training pod is running"))
+            conds.append((c.TRAINING, c.TRUE, "Training", f"attempt {attempt} running"))
         _write(ns, name, cr, _status_patch(status, phase=phase, message=msg if phase == c.RUNNING else
                                              status.get("message", ""), generation=gen, conditions=conds,
                                              extra={"attempts": _mark(attempts, attempt, "Running")}))
@@ -224,10 +243,21 @@ def reconcile(ns: str, name: str, deleted_job: str | None = None) -> None:
     # Failed: a reason from the trainer, else from how its container ended (the Pod's
     # status: exit code, OOMKilled, signal), else the Job's.
     failure = result.get("failure") or {}
-    term = None if failure.get("reason") else st.last_termination(kube.job_pods(ns, job_name), tb.CONTAINER_NAME)
+    term = None
+    if not failure.get("reason"):
+        pods = kube.job_pods(ns, job_name)
+        term = (st.last_termination(pods, tb.CONTAINER_NAME) if spec.placement.nodes == 1
+                else tb.attempt_termination(pods))
     reason = c.as_reason(failure.get("reason") or tb.reason_from_termination(term) or state.reason,
                          REASON_TRAINING_FAILED)
     message = failure.get("message") or (_describe(term) if term else state.message)
+    sched = c.get_condition(status.get("conditions"), c.SCHEDULED) or {}
+    if reason == REASON_RENDEZVOUS_TIMEOUT and sched.get("status") == c.FALSE:
+        # the peers never came because the scheduler could not place them: say so, in its words
+        reason = REASON_UNSCHEDULABLE
+        message = (f"not all {spec.placement.nodes} training pods could be scheduled within "
+                   f"{spec.placement.scheduling_timeout_seconds}s, so none trained and the placed ones were "
+                   f"released: {sched.get('message')}")
     # The micro-batch this attempt ran with: as reported, else as asked (killed before it reported).
     asked = spec.training.micro_batch_size if isinstance(spec.training.micro_batch_size, int) else None
     used = result.get("microBatchSize") or (status.get("progress") or {}).get("microBatchSize") or override or asked
@@ -276,6 +306,9 @@ def _start_attempt(ns: str, name: str, cr: dict[str, Any], spec: LoraTrainingSpe
         update = {**(update or {}), "progress": None, "result": None}
     kube.ensure_worker_identity(ns)
     _write(ns, name, cr, update)  # status first, so the Job's own updates always land after it
+    if spec.placement.nodes > 1:  # the pods' DNS names (torchrun's rendezvous address)
+        kube.create_or_adopt(tb.build_rendezvous_service(namespace=ns, name=name, uid=cr["metadata"]["uid"],
+                                                         generation=gen))
     kube.create_or_adopt(job)
 
 

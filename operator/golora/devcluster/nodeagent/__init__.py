@@ -9,7 +9,9 @@ kube-scheduler bound to its nodes:
   controller never taints them;
 - runs each Pod (``pod.PodWorker``): own IP, volumes, init and sidecar containers, env,
   probes, restarts, status as a kubelet reports it, deletion with the grace period;
-- serves container logs on each node's kubelet port, so ``kubectl logs`` works.
+- serves container logs on each node's kubelet port, so ``kubectl logs`` works;
+- stands in for cluster DNS for Pods in a subdomain (an Indexed Job's pods behind a headless
+  Service), with a per-Pod hosts file (``hosts.py``).
 
 Job and Deployment status come from the real controllers reading those Pods. Nothing in
 golora's product code may depend on anything only this agent does.
@@ -33,6 +35,7 @@ import kubernetes
 from ...conditions import now_rfc3339
 from ..certs import TinyCA
 from ..cluster import ControlPlane
+from . import hosts as hostsmod
 from .logserver import LogServer
 from .pod import PodWorker
 from .spec import ImageSpec, NodeSpec
@@ -44,6 +47,7 @@ LEASE_RENEW = 10.0
 STATUS_EVERY = 60.0
 KUBELET_VERSION = "v1.36.3"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 __all__ = ["ImageSpec", "NodeAgent", "NodeSpec"]
 
@@ -225,6 +229,18 @@ class NodeAgent:
             self.workers[uid] = worker
         worker.start()
 
+    def refresh_hosts(self, namespace: str, subdomain: str) -> None:
+        """Rewrite the hosts file of every running Pod in ``namespace``'s ``subdomain``: the
+        stand-in's cluster DNS for it (hosts.py)."""
+        with self._lock:
+            group = [w for w in self.workers.values() if w.uses_hosts and w.ns == namespace
+                     and w.subdomain == subdomain and w.pod_ip]
+        members = [m for w in group if (m := w.hosts_member()) is not None]
+        for w in group:
+            own = w.hosts_member()
+            if own is not None:
+                hostsmod.write(self.network.netns(w.uid), hostsmod.render(own, members))
+
     def forget(self, uid: str) -> None:
         with self._lock:
             self.workers.pop(uid, None)
@@ -314,11 +330,15 @@ class NodeAgent:
             return [w for w in self.workers.values() if w.ns == namespace
                     and (w.pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == job]
 
-    def kill(self, namespace: str, job: str, sig: int = signal.SIGKILL) -> int:
+    def kill(self, namespace: str, job: str, sig: int = signal.SIGKILL, index: int | None = None) -> int:
         """Signal the running containers of a Job's pods (a node losing the process: the
-        trainer gets no chance to checkpoint). Returns how many were signalled."""
+        trainer gets no chance to checkpoint); ``index``: only that pod of an Indexed Job.
+        Returns how many were signalled."""
         count = 0
         for worker in self.pods_of_job(namespace, job):
+            labels = worker.pod["metadata"].get("labels") or {}
+            if index is not None and labels.get(COMPLETION_INDEX_LABEL) != str(index):
+                continue
             for c in worker.mains:
                 if c.running():
                     c.signal(sig)

@@ -22,6 +22,7 @@ import kubernetes
 
 from ...conditions import now_rfc3339
 from . import env as envmod
+from . import hosts as hostsmod
 from .container import Container
 from .probes import check_once
 from .spec import PASS_THROUGH_ENV, find_image
@@ -58,6 +59,9 @@ class PodWorker(threading.Thread):
         self.initialized = False
         self._posted: dict[str, Any] | None = None
         self._network_ready = False
+        # Pods in a subdomain get the stand-in's hosts file in place of cluster DNS (hosts.py)
+        self.subdomain = self.spec.get("subdomain") or ""
+        self.hostname = self.spec.get("hostname") or self.pod_name
 
     # ---- entry points from the agent's watch -----------------------------------------------
     def observe(self, pod: dict[str, Any]) -> None:
@@ -81,10 +85,14 @@ class PodWorker(threading.Thread):
                 c.kill(0)
             self.agent.network.detach(self.uid)
             self.agent.forget(self.uid)
+            if self.uses_hosts:
+                self.agent.refresh_hosts(self.ns, self.subdomain)
 
     def _run(self) -> None:
         self.start_time = now_rfc3339()
         self.pod_ip = self.node_ip if self.host_network else self.agent.network.attach(self.uid)
+        if self.uses_hosts:
+            self.agent.refresh_hosts(self.ns, self.subdomain)
         self._network_ready = True
         if not self._images_runnable() or not self._setup_volumes():
             self._wait_for_deletion()
@@ -109,6 +117,13 @@ class PodWorker(threading.Thread):
                 return
             time.sleep(TICK)
         self._terminate()
+
+    @property
+    def uses_hosts(self) -> bool:
+        return bool(self.subdomain) and not self.host_network and self.agent.network.namespaced
+
+    def hosts_member(self) -> hostsmod.Member | None:
+        return hostsmod.Member(self.pod_ip, self.hostname, self.subdomain, self.ns) if self.pod_ip else None
 
     @property
     def node_ip(self) -> str:
@@ -220,7 +235,8 @@ class PodWorker(threading.Thread):
         workdir = c.spec.get("workingDir")
         cwd = Path(envmod.rewrite(workdir, mounts)) if workdir else self.scratch
         cwd.mkdir(parents=True, exist_ok=True)
-        return [*self.agent.network.enter(None if self.host_network else self.uid), *argv], env, cwd
+        prefix = self.agent.network.enter(None if self.host_network else self.uid, hosts=self.uses_hosts)
+        return [*prefix, *argv], env, cwd
 
     def _start(self, c: Container) -> None:
         try:
@@ -275,7 +291,7 @@ class PodWorker(threading.Thread):
             mounts = self.mounts[c.name]
             argv = [envmod.rewrite(a, mounts) for a in command]
             argv[0] = shutil.which(argv[0], path=env["PATH"]) or argv[0]
-            prefix = self.agent.network.enter(None if self.host_network else self.uid)
+            prefix = self.agent.network.enter(None if self.host_network else self.uid, hosts=self.uses_hosts)
             return subprocess.run([*prefix, *argv], env=env, cwd=cwd, capture_output=True,
                                   timeout=timeout).returncode
         return run
