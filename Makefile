@@ -43,6 +43,17 @@ venv: $(STAMP) ## virtualenv with golora[dev,train] (outside the repo, linked as
 controlplane: ## build etcd, kube-apiserver, kubectl from Go modules (cached by version)
 	@bash hack/controlplane/build.sh >/dev/null
 
+.PHONY: redis
+redis: ## Debian's redis-server (Argo CD's cache), installed with apt-get when missing
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q redis-server >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }; \
+	  else sudo apt-get install -y -q redis-server >/dev/null; fi; }
+
+.PHONY: argocd
+argocd: redis ## build Argo CD (repo-server, application-controller) from Go modules (cached by version; cold ~8 min)
+	@bash hack/argocd/build.sh >/dev/null
+
 .PHONY: extractor
 extractor: ## build the Go extractor into .bin/
 	@mkdir -p $(BIN)
@@ -76,7 +87,7 @@ test-go: ## go test for the extractor
 	cd extractor && go test ./...
 
 .PHONY: test
-test: build crds-check test-go vllm images ## everything: unit, the local cluster, training on CPU, real vLLM, Go tests, the images
+test: build argocd crds-check test-go vllm images ## everything: unit, the local cluster, training on CPU, real vLLM, Argo CD, Go tests, the images
 	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 .PHONY: test-unit
