@@ -2,8 +2,9 @@
 
 A local Kubernetes cluster on this machine: etcd, kube-apiserver, kube-scheduler and
 kube-controller-manager (real, built from the pinned Go modules) plus the node agent (the
-stand-in for the kubelet), all in the background. ``make demo`` and the tests use the same
-code. State lives in ``$GOLORA_DEVCLUSTER_DIR`` (default ``~/.cache/golora/devcluster``).
+stand-in for the kubelet), all in the background; ``up --argocd`` adds a real Argo CD.
+``make demo`` and the tests use the same code. State lives in ``$GOLORA_DEVCLUSTER_DIR``
+(default ``~/.cache/golora/devcluster``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = plane.state()
     state["nodes"] = str(Path(args.nodes).resolve()) if args.nodes else None
     state["vllm"] = args.vllm
+    if args.argocd:
+        from .argocd import ArgoCD, ArgoCDUnavailable, GitRepo
+
+        try:
+            argo = ArgoCD(plane, root / "run" / "argocd", detach=True).start()
+        except ArgoCDUnavailable as exc:
+            print(f"--argocd: {exc}", file=sys.stderr)
+            plane.stop()
+            return 1
+        state["argocd"] = {**argo.state(), "git": GitRepo(root / "gitops").url}
+        state["pids"].update(argo.state()["pids"])
     (root / "state.json").write_text(json.dumps(state, indent=2))
     log = open(root / "run" / "node-agent.log", "ab")  # noqa: SIM115 - handed to the child
     agent = subprocess.Popen([sys.executable, "-m", "golora.devcluster", "node-agent"], stdout=log,
@@ -109,6 +121,11 @@ def cmd_up(args: argparse.Namespace) -> int:
   python -m golora                              # the operator, as on a cluster
   kubectl get golora -A -w
   python -m golora.devcluster down              # stop everything, remove its state""")
+    if args.argocd:
+        argo = state["argocd"]
+        print(f"""
+  Argo CD {argo['bindir']} (repo-server, application-controller, redis; namespace {argo['namespace']}):
+  Applications use destination.server {argo['server']}; a local git repository: {argo['git']}""")
     return 0
 
 
@@ -155,7 +172,8 @@ def cmd_down(_: argparse.Namespace) -> int:
     if not state:
         print("not running")
         return 0
-    for name in ("node-agent", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd"):
+    for name in ("argocd-application-controller", "argocd-repo-server", "redis",
+                 "node-agent", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd"):
         _kill(state["pids"].get(name))
     net = state.get("network") or {}
     if net.get("index", -1) >= 0:
@@ -212,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "e.g. [{name: cpu}, {name: t4, gpuProduct: Tesla-T4, gpus: 1}]")
     up.add_argument("--vllm", choices=("auto", "real", "stub"), default="auto",
                     help="what runs vLLM images: the installed vLLM (make vllm), or the stand-in")
+    up.add_argument("--argocd", action="store_true",
+                    help="also run Argo CD (repo-server, application-controller, redis; built by hack/argocd)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("node-agent", help=argparse.SUPPRESS).set_defaults(fn=cmd_node_agent)
     sub.add_parser("down", help="stop everything and remove its state").set_defaults(fn=cmd_down)
