@@ -159,6 +159,7 @@ class TrainingRun:
         self.started = time.monotonic()
         self.device = None
         self._repetition: float | None = None
+        self.trained = False  # every rank got through trainer.train()
 
     # -- reporting ---------------------------------------------------------------------
     def stage(self, name: str, reset: bool = False) -> None:
@@ -330,6 +331,7 @@ class TrainingRun:
         finally:
             stop.uninstall()
         train_seconds = time.monotonic() - t_train
+        self.trained = True
         state = trainer.state
         # log_history survives a resume (it is restored from the checkpoint): the first loss is the run's
         history = [e for e in state.log_history if "loss" in e]
@@ -347,6 +349,9 @@ class TrainingRun:
             # signal stopped every rank alike: rank 0 says why)
             if guard.reason or stop.signalled is not None:
                 return EXIT_INTERRUPTED if stop.signalled is not None else EXIT_DIVERGED
+            # wait for rank 0 (run() meets it here): a node whose ranks left early would end its
+            # torchrun agent, and with pod 0's the rendezvous store rank 0's agent still needs
+            distributed.barrier()
             return EXIT_OK
         if guard.reason:
             raise TrainerError(REASON_DIVERGED, guard.reason + ": lower learningRate, or check the data (the "
@@ -574,7 +579,10 @@ def run(cfg: TrainerConfig, reporter: StatusReporter | None = None) -> int:
     ranks = distributed.Ranks.from_env()
     attempt = TrainingRun(cfg, reporter, ranks)
     try:
-        return attempt.execute()
+        code = attempt.execute()
+        if ranks.main and ranks.distributed and attempt.trained:
+            distributed.barrier()  # the other ranks wait here until the adapter is saved (or refused)
+        return code
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure must be reported with a reason
