@@ -137,6 +137,7 @@ class LoadError(StatusModel):
     code: int | None = Field(None, description="HTTP status of POST /v1/load_lora_adapter (0: no answer).")
     message: str | None = Field(None, description="vLLM's message.")
     at: str | None = Field(None, description="When (RFC 3339).")
+    path: str | None = Field(None, description="The snapshot it was asked to load (not sent again to this pod).")
 
 
 class PodLoadStatus(StatusModel):

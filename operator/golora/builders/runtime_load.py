@@ -92,7 +92,9 @@ def resolver_config(adapter_path: str, wants: list[Want], *, remove: bool = Fals
     """What the Job writes (or removes): per Deployment the snapshot, the resolver entry and
     the base model name its config must carry."""
     return {
-        "storeRoot": common.STORE_MOUNT,
+        # The store at the path the model servers see it (golora's mount), so a path in the
+        # config (baseModel) means the same file in this Job and in the server.
+        "storeRoot": STORE_MOUNT,
         "adapterPath": adapter_path,
         "remove": remove,
         "entries": [{"snapshot": w.snapshot, "entry": f"{rt.resolver_dir_of(w.snapshot)}/{w.served}",
@@ -119,7 +121,7 @@ def build_resolver_job(*, namespace: str, name: str, uid: str, generation: int, 
         "command": ["python", "-m", "golora_trainer", "resolver-entry"],
         "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
                 {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": common.volume_name("claim", claim), "mountPath": common.STORE_MOUNT},
+        "volumeMounts": [{"name": common.volume_name("claim", claim), "mountPath": STORE_MOUNT},
                          {"name": "scratch", "mountPath": "/tmp"}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": common.container_security(),

@@ -77,7 +77,8 @@ def local_images(workdir: Path, extractor: Path, vllm_bin: Path | None = None) -
         ImageSpec("golora/operator", executables={"python": python}, path=[venv_bin],
                   entrypoint=["python", "-m", "golora"], env=own_code),
         *[ImageSpec(name, path=[vllm_path], entrypoint=["vllm", "serve"], env=vllm_env) for name in VLLM_IMAGES],
-        *([ImageSpec(VLLM_CPU_IMAGE, path=[str(installed)], entrypoint=["vllm", "serve"], env=cpu_env)]
+        # Own mounts: golora's runtime loading names files on the store in HTTP requests.
+        *([ImageSpec(VLLM_CPU_IMAGE, path=[str(installed)], entrypoint=["vllm", "serve"], env=cpu_env, own_mounts=True)]
           if installed else []),
         # A minimal image for test pods: the machine's own shell tools.
         ImageSpec("busybox", path=[os.path.dirname(python)]),

@@ -666,7 +666,8 @@ def follow_training(body: kopf.Body, type: str | None, adapterserving_refs: Any,
     gate = c.get_condition(status.get("conditions"), c.QUALITY_GATE_PASSED) or {}
     result = status.get("result") or {}
     fingerprint = (type == "DELETED", meta.get("generation"), status.get("phase"), gate.get("status"),
-                   result.get("adapterPath"), result.get("rank"), result.get("baseModel"))
+                   result.get("adapterPath"), result.get("rank"), result.get("baseModel"),
+                   result.get("attempt"), result.get("finishedAt"))  # a retrain: same path, new files
     key = (ns, tname)
     if _training_seen.get(key) == fingerprint:
         return  # progress only

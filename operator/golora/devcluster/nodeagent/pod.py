@@ -23,6 +23,7 @@ import kubernetes
 from ...conditions import now_rfc3339
 from . import env as envmod
 from . import hosts as hostsmod
+from . import mountns
 from .container import Container
 from .probes import check_once
 from .spec import PASS_THROUGH_ENV, find_image
@@ -236,7 +237,11 @@ class PodWorker(threading.Thread):
         cwd = Path(envmod.rewrite(workdir, mounts)) if workdir else self.scratch
         cwd.mkdir(parents=True, exist_ok=True)
         prefix = self.agent.network.enter(None if self.host_network else self.uid, hosts=self.uses_hosts)
-        return [*prefix, *argv], env, cwd
+        own = []
+        if image.own_mounts:
+            own = mountns.wrap([(str(self.volumes[m["name"]] / (m.get("subPath") or "")).rstrip("/"), m["mountPath"])
+                                for m in c.spec.get("volumeMounts") or [] if m.get("name") in self.volumes])
+        return [*prefix, *own, *argv], env, cwd
 
     def _start(self, c: Container) -> None:
         try:

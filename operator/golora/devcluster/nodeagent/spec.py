@@ -81,6 +81,9 @@ class ImageSpec:
     path: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # Volumes also bind-mounted at their mountPaths in a private mount namespace (mountns.py):
+    # for programs that receive container paths other than on their command line or env.
+    own_mounts: bool = False
 
     def matches(self, image: str) -> bool:
         name = image.split("@", 1)[0]
