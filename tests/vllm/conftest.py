@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from golora.devcluster import vllm_local
+from tests.conftest import wait_for
 
 from . import helpers
 
@@ -40,3 +42,26 @@ def adapter(store: Path) -> Path:
 @pytest.fixture(scope="session")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vllm-logs")
+
+
+@pytest.fixture()
+def cluster_store(namespace, node_agent, adapter):
+    """The namespace's store claim with the tiny base model (the adapters are copied by each test)."""
+    import shutil
+
+    store = node_agent.claim_dir(namespace, "golora-store")
+    shutil.copytree(adapter.parents[2] / "models", store / "models", dirs_exist_ok=True)
+    return store
+
+
+@pytest.fixture()
+def vllm_budget(api, namespace, node_agent):
+    """Before: no other real vLLM server runs (an earlier test's namespace may still be going
+    away). After: this test's Deployments are deleted and their servers are gone."""
+    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=180, interval=2,
+             what="no other vLLM server running")
+    yield
+    apps = kubernetes.client.AppsV1Api(api)
+    for dep in apps.list_namespaced_deployment(namespace).items:
+        apps.delete_namespaced_deployment(dep.metadata.name, namespace, propagation_policy="Foreground")
+    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=120, interval=1, what="this test's vLLM stopped")

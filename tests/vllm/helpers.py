@@ -169,6 +169,12 @@ def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) 
     """A LoraTraining whose status says Succeeded with the gate passed (as the trainer and the
     operator would have written it) for the adapter already at ``path`` on the namespace's
     store claim; its dataset does not exist, so no Job runs."""
+    create_training(api, ns, name)
+    mark_succeeded(api, ns, name, path, rank)
+
+
+def create_training(api: Any, ns: str, name: str) -> None:
+    """A LoraTraining the operator has seen (its dataset does not exist, so no Job runs)."""
     import kubernetes
 
     from tests.conftest import wait_for
@@ -180,6 +186,15 @@ def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) 
                  "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
     wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", name).get("status")
                       or {}).get("phase"), what=f"LoraTraining {name} handled")
+
+
+def mark_succeeded(api: Any, ns: str, name: str, path: str, rank: int = 16,
+                   finished_at: str = "2026-01-01T00:00:00Z") -> None:
+    """The status the trainer and the operator write when the adapter at ``path`` is saved and its
+    quality gate passed (a retrain writes a new ``finishedAt``)."""
+    import kubernetes
+
+    custom = kubernetes.client.CustomObjectsApi(api)
     t0 = "2026-01-01T00:00:00Z"
 
     def cond(type_: str, reason: str) -> dict[str, str]:
@@ -189,7 +204,7 @@ def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) 
         "phase": "Succeeded", "message": "adapter ready",
         "conditions": [cond("Accepted", "Valid"), cond("Succeeded", "AdapterReady"),
                        cond("QualityGatePassed", "Passed")],
-        "result": {"adapterPath": path, "rank": rank, "baseModel": f"/store/{MODEL_PATH}",
+        "result": {"adapterPath": path, "rank": rank, "baseModel": f"/store/{MODEL_PATH}", "finishedAt": finished_at,
                    "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}}})
 
 

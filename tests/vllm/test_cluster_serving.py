@@ -109,29 +109,6 @@ def llmd_pair() -> tuple[dict, dict]:
     return decode, prefill
 
 
-@pytest.fixture()
-def cluster_store(namespace, node_agent, adapter):
-    """The namespace's store claim with the tiny base model (the adapters are copied by each test)."""
-    import shutil
-
-    store = node_agent.claim_dir(namespace, "golora-store")
-    shutil.copytree(adapter.parents[2] / "models", store / "models", dirs_exist_ok=True)
-    return store
-
-
-@pytest.fixture()
-def vllm_budget(api, namespace, node_agent):
-    """Before: no other real vLLM server runs (an earlier test's namespace may still be going
-    away). After: this test's Deployments are deleted and their servers are gone."""
-    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=180, interval=2,
-             what="no other vLLM server running")
-    yield
-    apps = kubernetes.client.AppsV1Api(api)
-    for dep in apps.list_namespaced_deployment(namespace).items:
-        apps.delete_namespaced_deployment(dep.metadata.name, namespace, propagation_policy="Foreground")
-    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=120, interval=1, what="this test's vLLM stopped")
-
-
 def assert_answers(url: str, served: str) -> str:
     status, body = helpers.pod_chat(url, served, PROMPT, max_tokens=8)
     assert status == 200, (url, served, status, body)
