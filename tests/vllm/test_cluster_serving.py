@@ -18,6 +18,7 @@ import json
 import kubernetes
 import pytest
 
+from golora.builders import runtime as rt
 from golora.builders import serving as sv
 from tests.conftest import wait_for
 
@@ -87,10 +88,12 @@ def deployment(name: str, *, command: list[str], args: list[str], port: int, lab
                      "template": {"metadata": {"labels": labels}, "spec": pod}}}
 
 
-def llmd_pair() -> tuple[dict, dict]:
+def llmd_pair(runtime_ns: str | None = None) -> tuple[dict, dict]:
     """The llm-d modelservice chart's shape with the real server: decode ``vllm serve <model>``
     on 8200 behind the routing sidecar (an init container with restartPolicy Always), prefill
-    ``python -m vllm.entrypoints.openai.api_server --model <model>`` on 8000."""
+    ``python -m vllm.entrypoints.openai.api_server --model <model>`` on 8000. With
+    ``runtime_ns``, the user already set what runtime loading needs (vLLM's runtime API and
+    golora's resolver directory for that namespace) in the env."""
     def labels(role: str) -> dict[str, str]:
         return {"llm-d.ai/inference-serving": "true", "llm-d.ai/model": LLMD_MODEL, "llm-d.ai/role": role}
 
@@ -106,6 +109,9 @@ def llmd_pair() -> tuple[dict, dict]:
                         labels=labels("decode"), init_containers=[proxy])
     prefill = deployment("ms-prefill", command=["python", "-m", "vllm.entrypoints.openai.api_server"],
                          args=["--model", MODEL, "--port", "8000", *common], port=8000, labels=labels("prefill"))
+    if runtime_ns:
+        for dep in (decode, prefill):
+            engine(dep)["env"] += rt.container_env({}, f"{sv.STORE_MOUNT}/{rt.resolver_dir(runtime_ns, dep['metadata']['name'])}")
     return decode, prefill
 
 
@@ -124,7 +130,10 @@ def test_llmd_pair_with_the_real_server_patched_rolled_out_and_answering(
     ns, apps = namespace, kubernetes.client.AppsV1Api(api)
     path = f"adapters/{ns}/go-adapter"
     helpers.copy_adapter(adapter, cluster_store / path)
-    decode, prefill = llmd_pair()
+    helpers.copy_adapter(adapter, cluster_store / f"adapters/{ns}/go-live")
+    decode, prefill = llmd_pair(runtime_ns=ns)
+    for name in ("ms-decode", "ms-prefill"):  # vLLM's resolver wants its directory at start
+        (cluster_store / rt.resolver_dir(ns, name)).mkdir(parents=True)
     names = ("ms-decode", "ms-prefill")
     for body in (decode, prefill):
         apps.create_namespaced_deployment(ns, body)
@@ -174,6 +183,29 @@ def test_llmd_pair_with_the_real_server_patched_rolled_out_and_answering(
         models = helpers.pod_models(url)
         assert models["go-adapter"]["parent"] == helpers.BASE_SERVED, models
         assert helpers.BASE_SERVED in models
+        assert_answers(url, "go-adapter")
+
+    # Runtime loading on the same pair: its env already has what runtime loading needs, so
+    # golora writes nothing to the pod templates and loads go-live into both roles' pods.
+    pods = {p.metadata.uid for p in helpers.ready_pods(api, ns, f"llm-d.ai/model={LLMD_MODEL}")}
+    templates = {n: api.sanitize_for_serialization(apps.read_namespaced_deployment(n, ns))["spec"]["template"]
+                 for n in names}
+    helpers.succeeded_training(api, ns, "go-live", f"adapters/{ns}/go-live")
+    custom(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
+        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": "go-live"},
+        "spec": {"servedName": "go-live", "trainingRef": {"name": "go-live"}, "loading": "Runtime",
+                 "targets": {"selector": {"matchLabels": {"llm-d.ai/model": LLMD_MODEL}}}}})
+    obj = wait_serving(api, ns, "go-live", timeout=120)
+    assert {t["name"]: len(t["pods"]) for t in obj["status"]["targets"]} == {"ms-decode": 1, "ms-prefill": 1}
+    assert {n: api.sanitize_for_serialization(apps.read_namespaced_deployment(n, ns))["spec"]["template"]
+            for n in names} == templates  # golora wrote only its annotation
+    assert {p.metadata.uid for p in helpers.ready_pods(api, ns, f"llm-d.ai/model={LLMD_MODEL}")} == pods
+    for n, port in (("ms-decode", 8200), ("ms-prefill", 8000)):
+        (pod,) = helpers.ready_pods(api, ns, f"llm-d.ai/role={n.removeprefix('ms-')}")
+        url = f"http://{pod.status.pod_ip}:{port}"
+        card = helpers.pod_models(url)["go-live"]
+        assert card["parent"] == helpers.BASE_SERVED and f"/{n}/.versions/go-live-" in card["root"], card
+        assert_answers(url, "go-live")
         assert_answers(url, "go-adapter")
 
 
