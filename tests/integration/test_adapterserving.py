@@ -16,6 +16,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
+from golora import vllm
 from golora.builders import serving as sv
 from tests.conftest import wait_for
 from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready, kubectl_wait_times_out
@@ -237,7 +238,7 @@ def golora_tail(dep: dict) -> list[str]:
 
 
 def lora_modules(dep: dict) -> list[dict | str]:
-    inv = sv.parse_invocation(container(dep).get("command"), container(dep).get("args"))
+    inv = vllm.parse_invocation(container(dep).get("command"), container(dep).get("args"))
     return [json.loads(m.raw) if m.form == "json" else m.raw for m in inv.lora_modules]
 
 

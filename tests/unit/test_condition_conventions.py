@@ -91,7 +91,9 @@ def test_every_condition_type_constant_is_valid():
 
 
 # Where a reason sits in the calls that make conditions: (callee name, positional index).
-REASON_ARGS = {"Hold": 1, "JobState": 1, "refuse": 0, "Problem": 0, "Facts": 6}
+REASON_ARGS = {"Hold": 1, "JobState": 1, "refused": 4, "Problem": 0, "Facts": 6}
+# How the code names golora.conditions.
+CONDITIONS_ALIASES = ("c", "cond")
 TYPE_NAMES = {k for k, v in vars(c).items() if k.isupper() and isinstance(v, str)} - {"TRUE", "FALSE", "UNKNOWN"}
 
 
@@ -135,7 +137,7 @@ def reasons_in_code() -> dict[str, set[str]]:
             if isinstance(node, ast.Tuple) and len(node.elts) == 4:
                 first = node.elts[0]
                 if isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and \
-                        first.value.id == "c" and first.attr in TYPE_NAMES:
+                        first.value.id in CONDITIONS_ALIASES and first.attr in TYPE_NAMES:
                     nodes.append((node.elts[2], node.lineno))
             # (c.FALSE, reason, message): what a kind's Ready rule returns
             elif isinstance(node, ast.Tuple) and len(node.elts) == 3 and isinstance(node.elts[0], ast.Attribute) \
@@ -146,7 +148,7 @@ def reasons_in_code() -> dict[str, set[str]]:
                 if name == "set_condition":
                     # conditions.set_condition(conds, type, status, reason, ...) and
                     # handlers.common.set_condition(patch, body, type, status, reason, ...)
-                    index = 3 if isinstance(node.func, ast.Attribute) and node.func.value.id == "c" else 4
+                    index = 3 if isinstance(node.func, ast.Attribute) and node.func.value.id in CONDITIONS_ALIASES else 4
                     if len(node.args) > index:
                         nodes.append((node.args[index], node.lineno))
                 elif name in REASON_ARGS and len(node.args) > REASON_ARGS[name]:

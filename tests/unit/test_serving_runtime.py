@@ -15,9 +15,11 @@ from golora import vllm, vllm_api
 from golora.builders import runtime as rt
 from golora.builders import runtime_load as rl
 from golora.builders import serving as sv
+from golora.builders.serving.plan import _fields_owned
 from golora.settings import Settings
-from tests.unit.test_serving_builder import AWQ, deployment, entry
-from tests.unit.test_serving_builder import apply as apply_args
+
+from .serving_helpers import AWQ, deployment, entry
+from .serving_helpers import apply as apply_args
 
 CACHE = f"{sv.STORE_MOUNT}/{rt.resolver_dir('ns', 'vllm')}"
 
@@ -27,9 +29,9 @@ def rentry(name="go-adapter", rank=16, **kw) -> sv.AdapterEntry:
 
 
 def apply(dep: dict, body: dict) -> dict:
-    """test_serving_builder's tiny server-side apply, plus env (a list-map keyed by name): golora's
+    """serving_helpers' tiny server-side apply, plus env (a list-map keyed by name): golora's
     env entries are replaced by the new set; entries only golora owned disappear."""
-    owned = {c["name"]: rt.owned_env(sv._fields_owned(dep), c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
+    owned = {c["name"]: rt.owned_env(_fields_owned(dep), c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
     out = apply_args(dep, body)
     items = {c["name"]: c for c in body["spec"]["template"]["spec"].get("containers", [])}
     fields = out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
@@ -89,13 +91,13 @@ def test_a_prepared_deployment_is_never_rewritten_for_adapter_changes():
 def test_explicit_options_still_raise_a_prepared_deployment():
     dep = apply(deployment(), sv.plan_deployment(deployment(), [rentry("a")]).body)
     dep = apply(dep, sv.plan_deployment(dep, [rentry("a"), rentry("big", 64, max_lora_rank=64)]).body)
-    inv = sv.parse_invocation(engine(dep)["command"], engine(dep)["args"])
+    inv = vllm.parse_invocation(engine(dep)["command"], engine(dep)["args"])
     assert inv.int_value(vllm.FLAG_MAX_LORA_RANK) == 64 and inv.int_value(vllm.FLAG_MAX_LORAS) == rt.RUNTIME_MAX_LORAS
 
 
 def test_restart_and_runtime_adapters_on_one_deployment():
     dep = apply(deployment(), sv.plan_deployment(deployment(), [entry("static"), rentry("live")]).body)
-    inv = sv.parse_invocation(engine(dep)["command"], engine(dep)["args"])
+    inv = vllm.parse_invocation(engine(dep)["command"], engine(dep)["args"])
     assert [m.name for m in inv.lora_modules] == ["static"]
     assert vllm_api.ENV_ALLOW_RUNTIME in env_of(dep)
 
@@ -109,7 +111,7 @@ def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
     # switching to Restart: the env goes, the adapter moves to --lora-modules (one restart)
     switched = apply(dep, sv.plan_deployment(dep, [entry()]).body)
     assert env_of(switched) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
-    assert [m.name for m in sv.parse_invocation(engine(switched)["command"], engine(switched)["args"]).lora_modules] \
+    assert [m.name for m in vllm.parse_invocation(engine(switched)["command"], engine(switched)["args"]).lora_modules] \
         == ["go-adapter"]
     gone = apply(dep, sv.plan_deployment(dep, []).body)
     assert gone["spec"]["template"] == original["spec"]["template"]

@@ -20,6 +20,8 @@ from .common import (
     validations,
 )
 
+DEFAULT_CONTAINER = "vllm"  # the engine container's name in vLLM's and llm-d's manifests
+
 
 class TrainingRef(CamelModel):
     """A LoraTraining in the same namespace whose adapter is served."""
@@ -113,7 +115,7 @@ class AdapterServingSpec(CamelModel):
     )
     targets: Targets = Field(..., description="Model-server Deployments to patch.")
     container_name: str = Field(
-        "vllm", min_length=1, max_length=63, description="Engine container, found by name (never by index)."
+        DEFAULT_CONTAINER, min_length=1, max_length=63, description="Engine container, found by name (never by index)."
     )
     storage: StoreRef = section(StoreRef, "Store volume mounted read-only into the server.")
     vllm: VLLMOptions = section(VLLMOptions, "vLLM LoRA options.")

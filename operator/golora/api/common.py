@@ -76,11 +76,14 @@ class StatusModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
+DEFAULT_STORE_CLAIM = "golora-store"
+
+
 class StoreRef(CamelModel):
     """The shared store volume: datasets and adapters live on it (DESIGN.md store layout)."""
 
     claim_name: str = Field(
-        "golora-store",
+        DEFAULT_STORE_CLAIM,
         max_length=253,
         pattern=K8S_NAME_PATTERN,
         description="PersistentVolumeClaim holding the golora store (datasets/ and adapters/). "

@@ -76,10 +76,13 @@ class DatasetRef(CamelModel):
     name: str = Field(..., max_length=253, pattern=K8S_NAME_PATTERN, description="GoDataset name.")
 
 
+DEFAULT_LORA_RANK = 16
+
+
 class LoraSpec(CamelModel):
     """LoRA adapter shape. vLLM serves ranks up to 512 (rounded up to its allowed set)."""
 
-    r: int = Field(16, ge=1, le=512, description="LoRA rank (1-512).")
+    r: int = Field(DEFAULT_LORA_RANK, ge=1, le=512, description="LoRA rank (1-512).")
     alpha: int = Field(32, ge=1, le=4096, description="LoRA alpha (scale = alpha / r).")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(

@@ -22,9 +22,10 @@ from .. import conditions as c
 from .. import naming
 from ..api.adapterserving import KIND
 from ..settings import Settings
+from ..vllm import parse_invocation
 from . import common
 from . import runtime as rt
-from .serving import STORE_MOUNT, parse_invocation
+from .serving import STORE_MOUNT
 
 JOB_KIND_SHORT = "asr"
 CONFIG_ENV = "GOLORA_CONFIG"

@@ -16,7 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .. import vllm
-from ..builders.serving import parse_invocation
+from ..vllm import parse_invocation
+
+
+def models_for_container(container: dict) -> dict:
+    """What ``GET /v1/models`` of a vLLM (and of this stand-in) running a container's command
+    line lists."""
+    inv = parse_invocation(container.get("command"), container.get("args"))
+    return vllm.models_listing(inv.model or "", inv.served_model_names, inv.lora_modules if inv.lora_enabled else [])
 
 
 def listing_for(argv: list[str]) -> tuple[dict, str, int]:

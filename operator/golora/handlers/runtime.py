@@ -22,13 +22,14 @@ import kopf
 import kubernetes
 
 from .. import conditions as c
-from .. import kube, vllm_api
+from .. import kube, vllm, vllm_api
 from ..api.adapterserving import KIND, AdapterServingSpec
 from ..api.loratraining import KIND as TRAINING_KIND
 from ..builders import runtime as rt
 from ..builders import runtime_load as rl
 from ..builders import serving as sv
 from ..builders import status as st
+from ..builders.serving import outcome, probe
 from ..settings import current as current_settings
 from . import adapterserving as asv
 
@@ -37,7 +38,7 @@ log = logging.getLogger("golora.adapterserving.runtime")
 _resolver_done: set[tuple[str, str]] = set()  # (namespace, Job name) seen Complete
 
 
-def version(ns: str, spec: AdapterServingSpec, facts: asv.Facts, generation: int | None) -> str:
+def version(ns: str, spec: AdapterServingSpec, facts: sv.Facts, generation: int | None) -> str:
     """A new id for a retrained adapter (the LoraTraining's generation, attempt, finish time)."""
     if spec.training_ref is not None:
         lt = kube.get_cr(TRAINING_KIND.plural, ns, spec.training_ref.name) or {}
@@ -76,7 +77,7 @@ def _announce(ns: str, name: str, generation: int | None, status: dict[str, Any]
 
 
 def _base_url(ns: str, dep: dict[str, Any], container: dict[str, Any], pod: dict[str, Any]) -> str:
-    template = os.environ.get(asv.MODELS_URL_ENV) or asv.DEFAULT_MODELS_URL
+    template = os.environ.get(asv.MODELS_URL_ENV) or probe.DEFAULT_MODELS_URL
     return template.format(pod_ip=pod["status"]["podIP"], port=sv.container_port(container), namespace=ns,
                            deployment=dep["metadata"]["name"])
 
@@ -86,7 +87,7 @@ def load_on_pods(ns: str, dep: dict[str, Any], container: dict[str, Any], want: 
     """Make every ready pod of ``dep`` serve ``want``; what each one answered."""
     golora_names = {a.name for a in sv.read_record(dep).adapters}
     out = []
-    for pod in asv._ready_pods(ns, dep):
+    for pod in asv.ready_pods(ns, dep):
         meta = pod["metadata"]
         res = rl.PodResult(meta["name"], meta.get("uid", ""), pod["status"]["podIP"])
         old = old_rows.get(res.uid)
@@ -125,25 +126,27 @@ def load_on_pods(ns: str, dep: dict[str, Any], container: dict[str, Any], want: 
 
 
 def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any], generation: int | None,
-            targets: list[dict[str, Any]], live: set[str], entry: sv.AdapterEntry, facts: asv.Facts,
-            validated: tuple[str, str, str, str], adapter: dict[str, Any]) -> asv.Outcome:
+            targets: list[dict[str, Any]], live: set[str], entry: sv.AdapterEntry, facts: sv.Facts,
+            validated: tuple[str, str, str, str], adapter: dict[str, Any]) -> outcome.Outcome:
     ver = version(ns, spec, facts, generation)
     wants = [rl.want_for(ns, d, spec.container_name, spec.served_name, ver) for d in targets]
-    names = asv._target_names(spec, targets)
+    names = outcome.target_names(spec, targets)
     bare = [{"name": d["metadata"]["name"], "loading": rt.RUNTIME} for d in targets]
     if any(w is None for w in wants):
-        return asv._not_patched(spec, targets, validated=validated, patched=(c.FALSE, sv.SERVED_MODEL_UNKNOWN),
-                                phase=c.FAILED, message="no model found in a target's command line", adapter=adapter,
-                                owner=name)
+        return outcome.not_patched(spec, targets, validated=validated, patched=(c.FALSE, sv.SERVED_MODEL_UNKNOWN),
+                                   phase=c.FAILED, message="no model found in a target's command line",
+                                   adapter=adapter, owner=name)
     job = _resolver_job(ns, name, generation, facts.claim, facts.path, [w for w in wants if w])
     if job.phase == c.FAILED:
         message = f"the resolver-directory Job failed: {job.message}"
-        return asv.Outcome(c.FAILED, message, [validated, (c.PATCHED, c.FALSE, "ResolverDirectoryFailed", message)],
-                           bare, names, adapter)
+        return outcome.Outcome(c.FAILED, message,
+                               [validated, (c.PATCHED, c.FALSE, "ResolverDirectoryFailed", message)],
+                               bare, names, adapter)
     if job.phase != c.SUCCEEDED:
         message = f"writing the adapter's snapshot for vLLM's resolver ({job.message})"
-        return asv.Outcome(c.PENDING, message, [validated, (c.PATCHED, c.UNKNOWN, rl.PREPARING_RESOLVER, message)],
-                           bare, names, adapter)
+        return outcome.Outcome(c.PENDING, message,
+                               [validated, (c.PATCHED, c.UNKNOWN, rl.PREPARING_RESOLVER, message)],
+                               bare, names, adapter)
 
     results, rows, risks = [], [], []
     old_targets = {t.get("name"): t for t in status.get("targets") or []}
@@ -153,7 +156,7 @@ def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any]
         container, _ = sv.find_container(dep, spec.container_name)
         assert container is not None
         cache_dir = f"{sv.STORE_MOUNT}/{rt.resolver_dir(ns, dname)}"
-        inv = sv.parse_invocation(container.get("command"), container.get("args"))
+        inv = vllm.parse_invocation(container.get("command"), container.get("args"))
         missing = rt.missing_for_runtime(container, cache_dir, lora_enabled=inv.lora_enabled,
                                          store_mount=sv.STORE_MOUNT)
         plan = sv.plan_deployment(dep, sv.entries_for(sv.read_record(dep), name, entry, live))
@@ -164,11 +167,11 @@ def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any]
         try:
             dep, plan, _written = asv.update_deployment(dep, name, entry, live)
         except asv.Refused as exc:
-            return asv._not_patched(spec, targets, validated=validated, patched=(c.FALSE, exc.problems[0].reason),
-                                    phase=c.FAILED, message=str(exc), adapter=adapter, owner=name)
+            return outcome.not_patched(spec, targets, validated=validated, patched=(c.FALSE, exc.problems[0].reason),
+                                       phase=c.FAILED, message=str(exc), adapter=adapter, owner=name)
         container, _ = sv.find_container(dep, spec.container_name)
         assert container is not None
-        inv = sv.parse_invocation(container.get("command"), container.get("args"))
+        inv = vllm.parse_invocation(container.get("command"), container.get("args"))
         prepared = not rt.missing_for_runtime(container, cache_dir, lora_enabled=inv.lora_enabled,
                                               store_mount=sv.STORE_MOUNT)
         ro = sv.rollout_state(dep)
@@ -181,23 +184,16 @@ def compute(ns: str, name: str, spec: AdapterServingSpec, status: dict[str, Any]
             result.pods = load_on_pods(ns, dep, container, want, old_rows)
         results.append(result)
         rows.append({
-            "name": dname, "container": spec.container_name, "servedModel": (inv.served_model_names or [None])[0],
-            "patchedGeneration": dep["metadata"].get("generation"), "observedGeneration": ro.observed_generation,
-            "replicas": ro.replicas, "updatedReplicas": ro.updated_replicas,
-            "availableReplicas": ro.available_replicas, "rolledOut": ro.done,
+            **outcome.target_row(dep, spec.container_name),
             "served": all(p.loaded for p in result.pods) if result.pods else None,
-            "maxLoraRank": inv.int_value(sv.vllm.FLAG_MAX_LORA_RANK),
-            "adapters": sorted(a.name for a in sv.read_record(dep).adapters), "message": ro.message,
             "loading": rt.RUNTIME, "prepared": prepared, "pods": [p.row() for p in result.pods],
         })
     phase, message, conds = rl.conditions_for(spec.served_name, results)
     patched = (c.PATCHED, c.TRUE, "Prepared",
                f"{names}: prepared for runtime loading ({sv.STORE_MOUNT} mounted, runtime LoRA API and filesystem "
                f"resolver on); adding, updating or removing adapters does not restart the pods")
-    surge = ((c.GPU_SURGE_RISK, c.TRUE, "RollingUpdateWithSurge", "; ".join(risks)) if risks else
-             (c.GPU_SURGE_RISK, c.FALSE, "NoSurgeRisk",
-              "Recreate, maxSurge 0, or no GPU requested: a rollout cannot wait for a busy GPU"))
-    return asv.Outcome(phase, message, [validated, patched, *conds, surge], rows, names, adapter)
+    return outcome.Outcome(phase, message, [validated, patched, *conds, outcome.surge_condition(risks)], rows, names,
+                           adapter)
 
 
 def unload_everywhere(ns: str, name: str, deployments: list[dict[str, Any]]) -> None:
@@ -214,7 +210,7 @@ def unload_everywhere(ns: str, name: str, deployments: list[dict[str, Any]]) -> 
         container, _ = sv.find_container(dep, entry.container)
         if container is None:
             continue
-        for pod in asv._ready_pods(ns, dep):
+        for pod in asv.ready_pods(ns, dep):
             answer = vllm_api.unload(_base_url(ns, dep, container, pod), entry.name)
             if not answer.ok and vllm_api.NOT_FOUND not in answer.message:
                 log.warning("unload of %s on pod %s/%s: %s %s", entry.name, ns, pod["metadata"]["name"],
