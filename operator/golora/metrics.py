@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from typing import Any
 
@@ -38,10 +37,7 @@ from prometheus_client import start_http_server as _start_http_server
 from . import __version__, naming
 from . import conditions as c
 from .api import GROUP, KINDS, VERSION
-
-PORT_ENV = "GOLORA_METRICS_PORT"
-ADDR_ENV = "GOLORA_METRICS_ADDR"
-DEFAULT_PORT = 8000
+from .settings import current as current_settings
 
 log = logging.getLogger("golora.metrics")
 
@@ -195,13 +191,8 @@ _server_lock = threading.Lock()
 
 
 def metrics_port() -> int:
-    """The port from ``GOLORA_METRICS_PORT`` (default 8000; 0 = off)."""
-    raw = os.environ.get(PORT_ENV, "").strip()
-    try:
-        return int(raw) if raw else DEFAULT_PORT
-    except ValueError:
-        log.warning("%s=%r is not a port number: metrics are off", PORT_ENV, raw)
-        return 0
+    """The port from ``GOLORA_METRICS_PORT`` (golora.settings; 0 = off)."""
+    return current_settings().metrics_port
 
 
 def start_server(port: int | None = None, addr: str | None = None) -> int | None:
@@ -209,7 +200,7 @@ def start_server(port: int | None = None, addr: str | None = None) -> int | None
     None when off or when the port is taken (the operator keeps running without metrics)."""
     global _server
     port = metrics_port() if port is None else port
-    addr = addr or os.environ.get(ADDR_ENV) or "0.0.0.0"
+    addr = addr or current_settings().metrics_addr
     if port <= 0:
         return None
     with _server_lock:

@@ -4,12 +4,12 @@ ignores GitOps tracking metadata, and watch timeouts that survive silent stalls.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
 
 from . import naming
+from .settings import current as current_settings
 
 
 class GitOpsTolerantDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -32,6 +32,7 @@ class GitOpsTolerantDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """Apply golora's settings (used by the startup handler and by tests)."""
+    ours = current_settings()
     settings.persistence.finalizer = naming.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.KOPF_PREFIX, v1=False)
     settings.persistence.diffbase_storage = GitOpsTolerantDiffBase(
@@ -40,16 +41,16 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # Only warnings from kopf's own log become Events; golora posts its phase transitions itself.
     settings.posting.level = logging.WARNING
     settings.watching.connect_timeout = 30
-    settings.watching.server_timeout = int(os.environ.get("GOLORA_WATCH_SERVER_TIMEOUT", "300"))
+    settings.watching.server_timeout = ours.watch_server_timeout
     settings.watching.client_timeout = settings.watching.server_timeout + 10
     settings.networking.request_timeout = 60
-    settings.execution.default_backoff = float(os.environ.get("GOLORA_BACKOFF", "10"))
+    settings.execution.default_backoff = ours.backoff
     # Handlers are sync and I/O-bound (a few API calls each): more threads, less queueing.
-    settings.execution.max_workers = int(os.environ.get("GOLORA_WORKERS", "16"))
+    settings.execution.max_workers = ours.workers
     # After its own patch kopf waits for the patched version before handling the object again.
     # Under a burst (hundreds of CRs at once) the watch lags more than kopf's default 5 s, and
     # an object seen without its just-written annotations would be handled twice.
-    settings.persistence.consistency_timeout = float(os.environ.get("GOLORA_CONSISTENCY_TIMEOUT", "30"))
+    settings.persistence.consistency_timeout = ours.consistency_timeout
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
 
 

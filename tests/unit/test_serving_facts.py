@@ -107,10 +107,10 @@ def test_explicit_adapter_path_through_the_handler(monkeypatch, tmp_path):
     from golora.handlers import adapterserving as h
 
     explicit = spec(trainingRef=None, adapterPath="adapters/manual")
-    monkeypatch.delenv(h.CLAIMS_ROOT_ENV, raising=False)
+    monkeypatch.delenv("GOLORA_CLAIMS_ROOT", raising=False)
     got = h.resolve_adapter("ns", explicit)
     assert got.reason == "AdapterUnverifiable" and "validation Job" in got.message
-    monkeypatch.setenv(h.CLAIMS_ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("GOLORA_CLAIMS_ROOT", str(tmp_path))
     assert h.resolve_adapter("ns", explicit).reason == "InvalidAdapter"  # not there
     d = tmp_path / "ns" / "golora-store" / "adapters" / "manual"
     d.mkdir(parents=True)

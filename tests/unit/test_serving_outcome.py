@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from golora import conditions as cond
+from golora import settings
 from golora.api.adapterserving import AdapterServingSpec
 from golora.builders import serving as sv
 from golora.builders.serving import outcome, probe
@@ -137,7 +138,7 @@ def test_probe_asks_ready_pods_or_the_one_url():
     pods = [_pod("a"), _pod("b", ready=False), _pod("c", deleting=True), _pod("d", ip=None), _pod("e", "10.0.0.5")]
     ready = probe.ready_pods(pods)
     assert [p["metadata"]["name"] for p in ready] == ["a", "e"]
-    assert probe.urls(probe.DEFAULT_MODELS_URL, "ns", "v", 8200, ready) == ["http://10.0.0.1:8200",
+    assert probe.urls(settings.Settings().models_url, "ns", "v", 8200, ready) == ["http://10.0.0.1:8200",
                                                                              "http://10.0.0.5:8200"]
     assert probe.urls("http://{deployment}.{namespace}:{port}", "ns", "v", 8000, []) == ["http://v.ns:8000"]
     assert probe.verdict("v", "go", {"u1": ["base", "go"], "u2": ["base"]}) == \

@@ -12,23 +12,15 @@ under a per-object lock, whatever triggered it:
 - a slow timer while rolled out but not yet seen in ``GET /v1/models``;
 - deletion (finalizer): the adapter's entry is removed from every Deployment.
 
-Settings (environment of the operator):
-
-- ``GOLORA_CLAIMS_ROOT``: a directory where the operator can read PVC contents as
-  ``<root>/<namespace>/<claimName>/`` (local development: the store on the operator's own disk): an explicit
-  ``adapterPath`` is then checked in-process. Unset (in a cluster), a small validation Job
-  checks the files on the store and reports ``status.adapterCheck``.
-- ``GOLORA_MODELS_URL``: base URL template of the ``/v1/models`` probe, default
-  ``http://{pod_ip}:{port}`` over the ready pods. A template without ``{pod_ip}`` is asked
-  once per Deployment (``{namespace}``, ``{deployment}``, ``{port}`` are filled in).
-- ``GOLORA_SERVING_RECHECK_SECONDS`` (default 30): the timer's interval.
+Settings (``golora.settings``): ``GOLORA_CLAIMS_ROOT`` (read adapter files in-process instead of
+by a validation Job), ``GOLORA_MODELS_URL`` (the probe's URL template),
+``GOLORA_SERVING_RECHECK_SECONDS`` (the timer's interval, read at import: kopf's decorator needs it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import urllib.error
 import urllib.request
@@ -57,11 +49,8 @@ log = logging.getLogger("golora.adapterserving")
 # Phases of an AdapterServing (besides Pending, Failed, Invalid): ``golora.builders.serving.outcome``.
 ROLLING_OUT, ROLLED_OUT, SERVING = outcome.ROLLING_OUT, outcome.ROLLED_OUT, outcome.SERVING
 
-CLAIMS_ROOT_ENV = "GOLORA_CLAIMS_ROOT"
-MODELS_URL_ENV = "GOLORA_MODELS_URL"
-RECHECK_ENV = "GOLORA_SERVING_RECHECK_SECONDS"
 PROBE_TIMEOUT = 3.0
-RECHECK_SECONDS = float(os.environ.get(RECHECK_ENV) or 30)
+RECHECK_SECONDS = current_settings().serving_recheck_seconds
 APPLY_ATTEMPTS = 5
 
 
@@ -95,7 +84,7 @@ def resolve_adapter(ns: str, spec: AdapterServingSpec, name: str | None = None) 
     problem = adapter_facts.relative_path_problem(path)
     if problem:
         return serving.Hold(cond.FALSE, "InvalidAdapter", problem, cond.FAILED)
-    root = os.environ.get(CLAIMS_ROOT_ENV)
+    root = current_settings().claims_root
     if root:
         return adapter_facts.from_files(path, claim, vllm.validate_adapter_dir(Path(root) / ns / claim / path))
     if name is None:
@@ -228,7 +217,7 @@ def probe_serving(ns: str, deployment: dict[str, Any], container_name: str, serv
     name = deployment["metadata"]["name"]
     container, _ = serving.find_container(deployment, container_name)
     port = serving.container_port(container or {})
-    template = os.environ.get(MODELS_URL_ENV) or probe.DEFAULT_MODELS_URL
+    template = current_settings().models_url
     pods = ready_pods(ns, deployment) if probe.per_pod(template) else []
     urls = probe.urls(template, ns, name, port, pods)
     if not urls:

@@ -15,7 +15,6 @@ the adapter from every pod (:func:`unload_everywhere`) and removes its resolver 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -29,7 +28,7 @@ from ..builders import runtime as rt
 from ..builders import runtime_load as rl
 from ..builders import serving as sv
 from ..builders import status as st
-from ..builders.serving import outcome, probe
+from ..builders.serving import outcome
 from ..settings import current as current_settings
 from . import adapterserving as asv
 
@@ -77,7 +76,7 @@ def _announce(ns: str, name: str, generation: int | None, status: dict[str, Any]
 
 
 def _base_url(ns: str, dep: dict[str, Any], container: dict[str, Any], pod: dict[str, Any]) -> str:
-    template = os.environ.get(asv.MODELS_URL_ENV) or probe.DEFAULT_MODELS_URL
+    template = current_settings().models_url
     return template.format(pod_ip=pod["status"]["podIP"], port=sv.container_port(container), namespace=ns,
                            deployment=dep["metadata"]["name"])
 

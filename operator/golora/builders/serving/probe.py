@@ -8,9 +8,6 @@ from typing import Any
 
 from ... import conditions as cond
 
-# Every ready pod, by IP; a template without ``{pod_ip}`` is asked once per Deployment.
-DEFAULT_MODELS_URL = "http://{pod_ip}:{port}"
-
 
 @dataclass(frozen=True)
 class Probe:
@@ -33,6 +30,7 @@ def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def per_pod(template: str) -> bool:
+    """Ask every ready pod by IP (``GOLORA_MODELS_URL`` names ``{pod_ip}``), else once per Deployment."""
     return "{pod_ip}" in template
 
 
