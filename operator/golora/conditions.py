@@ -43,6 +43,13 @@ GPU_SURGE_RISK = "GPUSurgeRisk"
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
+# The one rule for the Event golora posts when it writes a new phase: a Warning for these.
+WARNING_PHASES = (FAILED, INVALID)
+
+
+def phase_event_type(phase: str) -> str:
+    return "Warning" if phase in WARNING_PHASES else "Normal"
+
 # Reasons of Ready=False that are not some other condition's reason.
 REASON_RECONCILING = "Reconciling"  # a new generation: golora has not computed its status yet
 REASON_INVALID_SPEC = "InvalidSpec"

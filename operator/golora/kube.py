@@ -1,14 +1,16 @@
 """The few Kubernetes API calls golora makes, as small idempotent helpers (create-or-adopt,
-status merge-patch). Handlers stay thin; builders stay pure."""
+the one status writer). Handlers stay thin; builders stay pure."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
+import kopf
 import kubernetes
 
 from .api import GROUP, VERSION
+from .conditions import phase_event_type
 
 
 @functools.cache
@@ -69,6 +71,22 @@ def get_cr(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
 
 def patch_cr_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {"status": status})
+
+
+def write_status(plural: str, obj: dict[str, Any], patch: dict[str, Any] | None, *,
+                 previous_phase: str | None = None) -> None:
+    """The one way golora writes a CR's status: the merge patch a builder computed (none when
+    it is empty), then, when the patch moves the phase, one Event with the phase as reason
+    (a Warning for Failed and Invalid). ``previous_phase``: the phase an Event already
+    announced, when it is not the one in ``obj``."""
+    if not patch:
+        return
+    meta = obj["metadata"]
+    patch_cr_status(plural, meta["namespace"], meta["name"], patch)
+    old = previous_phase or (obj.get("status") or {}).get("phase")
+    if "phase" in patch and patch["phase"] != old:
+        kopf.event(obj, type=phase_event_type(patch["phase"]), reason=patch["phase"],
+                   message=patch.get("message") or "")
 
 
 def list_jobs(namespace: str, labels: dict[str, str]) -> list[Any]:

@@ -508,17 +508,12 @@ REASON_EXIT_CODES: dict[str, int] = {
     REASON_INTERRUPTED: EXIT_INTERRUPTED,
     REASON_RENDEZVOUS_TIMEOUT: EXIT_RENDEZVOUS_TIMEOUT,
 }
-# The reason an exit code stands for when no status patch arrived (e.g. read from a Job's pod).
-EXIT_CODE_REASONS: dict[int, str] = {
-    EXIT_FAILED: REASON_TRAINING_FAILED,
-    EXIT_INVALID_CONFIG: REASON_INVALID_CONFIG,
-    EXIT_OUT_OF_MEMORY: REASON_OUT_OF_MEMORY,
-    EXIT_DIVERGED: REASON_DIVERGED,
-    EXIT_QUALITY_GATE_FAILED: REASON_QUALITY_GATE_FAILED,
-    EXIT_INVALID_ADAPTER: REASON_INVALID_ADAPTER,
-    EXIT_INTERRUPTED: REASON_INTERRUPTED,
-    EXIT_RENDEZVOUS_TIMEOUT: REASON_RENDEZVOUS_TIMEOUT,
-}
+# The reason an exit code stands for when no status patch arrived (e.g. read from a Job's pod):
+# the inverse of the map above, the first reason of a shared code (InvalidConfig for 2) winning.
+EXIT_CODE_REASONS: dict[int, str] = {}
+for _reason, _code in REASON_EXIT_CODES.items():
+    EXIT_CODE_REASONS.setdefault(_code, _reason)
+del _reason, _code
 # Only these are worth another attempt (OutOfMemory with half the micro-batch; Interrupted as is,
 # resuming from the last checkpoint).
 RETRYABLE_REASONS: frozenset[str] = frozenset({REASON_OUT_OF_MEMORY, REASON_INTERRUPTED, REASON_JOB_DELETED})

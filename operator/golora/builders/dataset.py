@@ -1,4 +1,5 @@
-"""GoDataset -> the extraction Job and the JSON config ``golora-extract run`` reads."""
+"""GoDataset -> the extraction Job and the JSON config ``golora-extract run`` reads, and the
+GoDataset's status from its Job and the worker's report (pure; the handler writes it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import posixpath
 from typing import Any
 
+from .. import conditions as cond
 from ..api import GROUP, VERSION
 from ..api.godataset import KIND, GoDatasetSpec
 from ..naming import job_name
@@ -21,11 +23,11 @@ from .common import (
     secret_volume,
     volume_name,
 )
+from .status import Acceptance, JobState, Termination, status_patch
 
 JOB_KIND_SHORT = "gds"
-
-
 CONTAINER_NAME = "extract"
+
 
 def dataset_path(namespace: str, name: str) -> str:
     """Store-relative directory of a dataset (DESIGN.md store layout)."""
@@ -131,3 +133,57 @@ def _dedupe_mounts(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(m)
     return out
+
+
+# --- Status -----------------------------------------------------------------------------------
+
+def job_created(accepted: Acceptance, status: dict[str, Any], generation: int, job_name: str) -> dict[str, Any] | None:
+    """Accepted, and this generation's Job is about to be created (nothing new when the status
+    already names it: a restarted operator adopting its own Job)."""
+    if status.get("jobName") == job_name:
+        return accepted.patch(status, generation)
+    return accepted.patch(status, generation, phase=cond.PENDING,
+                          message=f"waiting for extraction Job {job_name} to start",
+                          conditions=[(cond.EXTRACTED, cond.UNKNOWN, "JobCreated", f"extraction Job {job_name} created"),
+                                      (cond.READY, cond.FALSE, "Extracting", "dataset is being built")],
+                          extra={"jobName": job_name, "progress": None, "result": None})
+
+
+def job_deleted(job_name: str) -> JobState:
+    return JobState(cond.FAILED, "JobDeleted", f"extraction Job {job_name} was deleted before it finished; change "
+                    "the spec (or re-create the GoDataset) to run it again")
+
+
+def with_termination(job: JobState, term: Termination | None) -> JobState:
+    """A failed Job without a report from the worker: say how its container ended."""
+    if term is None:
+        return job
+    how = f"signal {term.signal}" if term.signal else f"exit code {term.exit_code}"
+    return JobState(cond.FAILED, term.reason if term.reason == "OOMKilled" else job.reason,
+                    f"{job.message}: container {CONTAINER_NAME} ended with {how} ({term.reason})"
+                    + (f": {term.message}" if term.message else ""))
+
+
+def dataset_status(status: dict[str, Any], job: JobState, generation: int) -> dict[str, Any] | None:
+    """The GoDataset status patch for a Job state plus what the worker reported."""
+    result = status.get("result") or {}
+    failure = result.get("failure")
+    if job.phase == cond.RUNNING:
+        return status_patch(status, phase=cond.RUNNING, message="extracting", generation=generation,
+                            conditions=[(cond.EXTRACTED, cond.UNKNOWN, "Extracting", "extraction Job is running")])
+    if job.phase == cond.SUCCEEDED and result.get("pairsKept") and not failure:
+        msg = (f"{result['pairsKept']} pairs ({result.get('pairsTrain', 0)} train / {result.get('pairsEval', 0)} eval) "
+               f"from {result.get('filesParsed', 0)} files")
+        return status_patch(status, phase=cond.SUCCEEDED, message=msg, generation=generation, conditions=[
+            (cond.EXTRACTED, cond.TRUE, "Extracted", msg), (cond.READY, cond.TRUE, "DatasetReady", msg)])
+    if job.phase in (cond.SUCCEEDED, cond.FAILED):
+        if failure:
+            reason = cond.as_reason(failure.get("reason"), "ExtractionFailed")
+            msg = failure.get("message") or job.message
+        elif job.phase == cond.SUCCEEDED:
+            reason, msg = "NoResult", "the extraction Job finished without reporting a result"
+        else:
+            reason, msg = cond.as_reason(job.reason, "JobFailed"), job.message
+        return status_patch(status, phase=cond.FAILED, message=msg, generation=generation, conditions=[
+            (cond.EXTRACTED, cond.FALSE, reason, msg), (cond.READY, cond.FALSE, reason, msg)])
+    return None

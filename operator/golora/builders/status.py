@@ -1,13 +1,17 @@
-"""Pure status computations: what a Job's status means for its CR, and the status patch
-that says so (phase, message, conditions)."""
+"""Pure status computations: what a Job's status means for its CR, whether a spec is
+accepted, and the status patch that says so (phase, message, conditions)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from .. import conditions as c
+
+Condition = tuple[str, str, str, str]  # type, status, reason, message
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,61 @@ def job_state(job: dict[str, Any]) -> JobState:
     if status.get("active"):
         return JobState(c.PENDING, "PodPending", "the Job's pod is waiting to run")
     return JobState(c.PENDING, "JobPending", "Job is waiting to start")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable line per problem: ``spec.lora.r: Input should be greater than 0``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"spec.{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Whether a spec is accepted, and what the status says about it: ``spec`` is the parsed
+    model (None: Invalid); ``phase``/``message`` None keep what the status has."""
+
+    spec: BaseModel | None
+    phase: str | None
+    message: str | None
+    conditions: list[Condition] = field(default_factory=list)
+
+    def patch(self, status: dict[str, Any] | None, generation: int | None, *, conditions: list[Condition] = (),
+              phase: str | None = None, message: str | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The status patch for this acceptance plus what the handler adds (later wins)."""
+        status = status or {}
+        phase = phase or self.phase or status.get("phase")
+        message = message if message is not None else self.message if self.message is not None \
+            else status.get("message")
+        return status_patch(status, phase=phase, message=message, generation=generation,  # type: ignore[arg-type]
+                            conditions=[*self.conditions, *conditions], extra=extra)
+
+
+def acceptance(model: type[BaseModel], spec: dict[str, Any], status: dict[str, Any] | None,
+               generation: int | None) -> Acceptance:
+    """Validate ``spec`` with its kind's model. The apiserver's schema and CEL rules catch most
+    mistakes at admission; this catches the rest (and specs admitted by an older CRD): the
+    object gets ``Accepted=False`` / phase ``Invalid`` with the reason, and nothing runs. A
+    valid spec is Accepted, and Pending if nothing started yet; a Ready about an older
+    generation is replaced (it must not stand next to this spec)."""
+    status = status or {}
+    try:
+        parsed = model.model_validate(dict(spec))
+    except ValidationError as exc:
+        message = describe_validation_error(exc)
+        return Acceptance(None, c.INVALID, message, [(c.ACCEPTED, c.FALSE, c.REASON_INVALID_SPEC, message),
+                                                     (c.READY, c.FALSE, c.REASON_INVALID_SPEC, message)])
+    conditions: list[Condition] = [(c.ACCEPTED, c.TRUE, "Valid", "spec is valid")]
+    ready = c.get_condition(status.get("conditions"), c.READY)
+    if ready is None or ready.get("observedGeneration") != generation:
+        conditions.append((c.READY, c.FALSE, c.REASON_RECONCILING,
+                           f"golora is acting on generation {generation} of the spec"))
+    if status.get("phase") in (None, c.INVALID):
+        return Acceptance(parsed, c.PENDING, "accepted; waiting to start", conditions)
+    return Acceptance(parsed, None, None, conditions)
 
 
 # What a kind's Ready condition is, given its other conditions and the generation:

@@ -296,7 +296,7 @@ def _roll_back(ns: str, name: str, spec: AdapterServingSpec, targets: list[dict[
     return outcome.rejected(spec, targets, facts, outcome.rejection(facts, generation, crash, line), rows)
 
 
-def reconcile(ns: str, name: str, *, announced_phase: str | None = None) -> None:
+def reconcile(ns: str, name: str) -> None:
     """Bring one AdapterServing and its Deployments in line; write its status if it changed."""
     with _lock("adapterserving", ns, name):
         obj = kube.get_cr(KIND.plural, ns, name)
@@ -311,14 +311,9 @@ def reconcile(ns: str, name: str, *, announced_phase: str | None = None) -> None
         result = compute(ns, name, spec, status, generation)
         extra = {"observedGeneration": generation, "targets": result.targets, "targetNames": result.target_names,
                  "adapter": result.adapter, "rejected": result.rejected}
-        patch = status_patch(status, phase=result.phase, message=result.message, generation=generation,
-                             conditions=outcome.with_accepted(result), extra=extra, ready=serving_ready)
-        if patch:
-            kube.patch_cr_status(KIND.plural, ns, name, patch)
-        old_phase = announced_phase or status.get("phase")
-        if result.phase != old_phase:
-            warning = result.phase in (cond.FAILED, cond.INVALID)
-            kopf.event(obj, type="Warning" if warning else "Normal", reason=result.phase, message=result.message)
+        kube.write_status(KIND.plural, obj, status_patch(
+            status, phase=result.phase, message=result.message, generation=generation,
+            conditions=outcome.with_accepted(result), extra=extra, ready=serving_ready))
 
 
 def _reconcile_quietly(ns: str, name: str) -> None:
@@ -411,16 +406,14 @@ def recheck(namespace: str, name: str, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, KIND.plural)
 @kopf.on.create(GROUP, VERSION, KIND.plural)
 @kopf.on.update(GROUP, VERSION, KIND.plural)
-def validate(spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Validate the spec (``Accepted``), then reconcile."""
-    scratch = kopf.Patch()
-    parsed = accept(KIND.spec, spec, body, scratch)
-    if parsed is None:
-        for key, value in scratch.status.items():
-            patch.status[key] = value
-        return
+def validate(spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
+    """Validate the spec (``Accepted``), then reconcile (which writes Accepted=True with the rest)."""
     meta = body["metadata"]
-    reconcile(meta["namespace"], meta["name"], announced_phase=scratch.status.get("phase"))
+    accepted = accept(KIND.plural, AdapterServingSpec, spec, body, write=False)
+    if accepted.spec is None:  # Invalid: say so, patch nothing
+        kube.write_status(KIND.plural, dict(body), accepted.patch(body.get("status"), meta.get("generation")))
+        return
+    reconcile(meta["namespace"], meta["name"])
 
 
 @kopf.on.delete(GROUP, VERSION, KIND.plural)
