@@ -6,11 +6,11 @@ when ``status`` changes; ``observedGeneration`` says which spec they describe.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from .api import common as _schema  # metav1.Condition's rules, declared once for the CRDs
+from .timestamps import now_rfc3339
 
 # Phases (status.phase)
 PENDING = "Pending"
@@ -88,10 +88,6 @@ def _complete(cond: dict[str, Any], now: str) -> dict[str, Any]:
     if out.get("observedGeneration") is None:
         out.pop("observedGeneration", None)
     return out
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def set_condition(

@@ -103,3 +103,15 @@ def test_client_errors_stop_retrying(status_server, code):
     rep = StatusReporter(TARGET, min_interval=0.0, backoff=0.01)
     assert not rep.patch({"progress": {"step": 1}})
     assert len(status_server.requests) == 1
+
+
+def test_progress_uses_the_crds_field_names_and_refuses_others():
+    from golora.api.loratraining import TrainingProgress
+    from golora_trainer.report import CURVE_FIELDS, progress_fields
+
+    got = progress_fields(attempt=2, micro_batch_size=4, stage="training", total_steps=10, tokens_per_second=None)
+    assert got == {"attempt": 2, "microBatchSize": 4, "stage": "training", "totalSteps": 10, "tokensPerSecond": None}
+    assert TrainingProgress.model_validate(got).total_steps == 10
+    assert {"step", "total_steps", "loss", "percent"} <= set(CURVE_FIELDS) and "attempt" not in CURVE_FIELDS
+    with pytest.raises(TypeError, match="totalSteps"):
+        progress_fields(totalSteps=10)  # the camelCase spelling is the wire's, not a field name

@@ -10,6 +10,8 @@ import time
 
 from transformers import TrainerCallback
 
+from .report import progress_fields
+
 log = logging.getLogger(__name__)
 
 # Divergence: stop when the logged loss is NaN/inf, or (after warm-up) this many times the base
@@ -81,21 +83,21 @@ class ProgressCallback(TrainerCallback):
         elapsed = time.monotonic() - self.start_time
         eta = int((total - step) * elapsed / done) if done > 0 and total else None
         tps = self.tokens_per_second()
-        return {
+        return progress_fields(
             **self.static,
-            "stage": "training",
-            "step": step,
-            "totalSteps": total or None,
-            "epoch": round(float(state.epoch or 0.0), 4),
-            "loss": _round(self.last.get("loss")),
-            "tokenAccuracy": _round(self.last.get("tokenAccuracy")),
-            "learningRate": self.last.get("learningRate"),
-            "gradNorm": self.last.get("gradNorm"),
-            "numTokens": self.last.get("numTokens"),
-            "tokensPerSecond": round(tps, 1) if tps else None,
-            "etaSeconds": eta,
-            "percent": int(100 * step / total) if total else None,
-        }
+            stage="training",
+            step=step,
+            total_steps=total or None,
+            epoch=round(float(state.epoch or 0.0), 4),
+            loss=_round(self.last.get("loss")),
+            token_accuracy=_round(self.last.get("tokenAccuracy")),
+            learning_rate=self.last.get("learningRate"),
+            grad_norm=self.last.get("gradNorm"),
+            num_tokens=self.last.get("numTokens"),
+            tokens_per_second=round(tps, 1) if tps else None,
+            eta_seconds=eta,
+            percent=int(100 * step / total) if total else None,
+        )
 
     def report(self, state, force: bool = False) -> None:
         self.reporter.progress({k: v for k, v in self.progress(state).items() if v is not None}, force=force)

@@ -13,7 +13,6 @@ synchronously (bounded retries) before the process exits.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -25,25 +24,34 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from golora.api.loratraining import StatusTarget
+from golora.api.loratraining import TrainingProgress
+from golora.api.worker import TERMINATION_LOG, TERMINATION_LOG_ENV, StatusTarget
+from golora.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_DIR_ENV = "GOLORA_SERVICEACCOUNT_DIR"
-TERMINATION_LOG_ENV = "GOLORA_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 PROGRESS_INTERVAL_ENV = "GOLORA_PROGRESS_INTERVAL"
 TERMINATION_MESSAGE_LIMIT = 4096  # the kubelet keeps at most this many bytes
+# The training curve's fields of status.progress (cleared when an attempt starts over).
+CURVE_FIELDS = tuple(f for f in TrainingProgress.model_fields
+                     if f not in ("stage", "precision", "micro_batch_size", "attempt", "updated_at"))
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def progress_fields(**fields: Any) -> dict[str, Any]:
+    """``status.progress`` as the CRD names it, from TrainingProgress's own field names (an
+    unknown name is an error here, not a field the operator never reads); an explicit None
+    clears a field."""
+    unknown = set(fields) - set(TrainingProgress.model_fields)
+    if unknown:
+        raise TypeError(f"not TrainingProgress fields: {sorted(unknown)}")
+    return TrainingProgress(**fields).model_dump(by_alias=True, exclude_unset=True)
 
 
 def write_termination_message(message: str) -> None:
     """Put ``message`` where Kubernetes shows it as the container's termination message."""
-    path = os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG)
+    path = os.environ.get(TERMINATION_LOG_ENV) or TERMINATION_LOG
     try:
         data = message.encode("utf-8", "replace")[:TERMINATION_MESSAGE_LIMIT]
         with open(path, "wb") as fh:

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from golora.api.loratraining import EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG
+from golora.api.worker import CONFIG_ENV, EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG
 from golora.vllm import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 from .report import write_termination_message
@@ -83,7 +83,7 @@ def remove(entry: Path, snapshot: Path, served: str) -> None:
 
 def run(raw: str | None = None) -> int:
     try:
-        config = json.loads(raw if raw is not None else os.environ.get("GOLORA_CONFIG", ""))
+        config = json.loads(raw if raw is not None else os.environ.get(CONFIG_ENV, ""))
         root = Path(config["storeRoot"])
         adapter = _safe(root, str(config["adapterPath"]))
         entries = [(str(e["served"]), _safe(root, e["snapshot"]), _safe(root, e["entry"]), str(e["baseModel"]))

@@ -36,6 +36,7 @@ from golora.api.loratraining import (  # noqa: E402
     TrainerConfig,
     TrainingResult,
 )
+from golora.timestamps import now_rfc3339  # noqa: E402
 
 from . import checkpoints, distributed  # noqa: E402
 from .adapter import RESULT_FILE, clean_stale_staging, install_adapter, stage_adapter  # noqa: E402
@@ -64,7 +65,7 @@ from .modelio import (  # noqa: E402
 )
 from .packing import PACKING_ENV, PackedCollator, packing_requested, use_varlen_attention  # noqa: E402
 from .precision import force_trainable_fp32, resolve_precision, trainable_dtypes  # noqa: E402
-from .report import StatusReporter, now_rfc3339, write_termination_message  # noqa: E402
+from .report import CURVE_FIELDS, StatusReporter, progress_fields, write_termination_message  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,8 @@ class TrainingRun:
         log.info("stage %s", name)
         if not self.ranks.main:
             return
-        progress = {**self.static, "stage": name}
-        if reset:  # clear what an earlier attempt left in status.progress
-            for key in ("step", "totalSteps", "epoch", "loss", "tokenAccuracy", "learningRate", "gradNorm",
-                        "numTokens", "tokensPerSecond", "etaSeconds", "percent"):
-                progress.setdefault(key, None)
-        self.reporter.progress(progress, force=True)
+        cleared = dict.fromkeys(CURVE_FIELDS) if reset else {}  # what an earlier attempt left in status.progress
+        self.reporter.progress(progress_fields(**cleared, **self.static, stage=name), force=True)
 
     def result_dict(self) -> dict:
         fields = dict(self.fields)
@@ -190,7 +187,7 @@ class TrainingRun:
         self.fields["exit_code"] = err.exit_code
         self.fields["train_runtime_seconds"] = round(time.monotonic() - self.started, 1)
         result = self.result_dict()
-        self.failure_reporter.result(result, progress={**self.static, "stage": "failed"})
+        self.failure_reporter.result(result, progress=progress_fields(**self.static, stage="failed"))
         write_termination_message(f"{err.reason}: {err.message}")
         log.error("failed (%s, exit %d)%s: %s", err.reason, err.exit_code,
                   f" on rank {self.ranks.rank}" if self.ranks.distributed else "", err.message)
@@ -275,7 +272,7 @@ class TrainingRun:
             ckpt = False
         self.fields.update(micro_batch_size=micro, gradient_accumulation_steps=accumulation,
                            gradient_checkpointing=ckpt, loss_implementation=loss_impl)
-        self.static["microBatchSize"] = micro
+        self.static["micro_batch_size"] = micro
 
         # checkpoints -----------------------------------------------------------------------
         fp = checkpoints.fingerprint(self.cfg, data_digest(train_file, eval_file))
@@ -404,8 +401,8 @@ class TrainingRun:
             }
         result = self.result_dict()
         install_adapter(staging, dest, result)
-        final = {**self.static, "stage": "done" if passed else "gate-failed", "step": state.global_step,
-                 "totalSteps": state.max_steps, "percent": 100 if state.max_steps else None}
+        final = progress_fields(**self.static, stage="done" if passed else "gate-failed", step=state.global_step,
+                                total_steps=state.max_steps, percent=100 if state.max_steps else None)
         self.reporter.result(result, progress=final)
         if passed:
             write_termination_message(

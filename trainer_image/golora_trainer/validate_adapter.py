@@ -12,15 +12,16 @@ import json
 import os
 from pathlib import Path
 
-from golora.api.loratraining import EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG, StatusTarget
+from golora.api.worker import CONFIG_ENV, EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG, StatusTarget
+from golora.timestamps import now_rfc3339
 from golora.vllm import validate_adapter_dir
 
-from .report import StatusReporter, now_rfc3339, write_termination_message
+from .report import StatusReporter, write_termination_message
 
 
 def run(raw: str | None = None) -> int:
     try:
-        config = json.loads(raw if raw is not None else os.environ.get("GOLORA_CONFIG", ""))
+        config = json.loads(raw if raw is not None else os.environ.get(CONFIG_ENV, ""))
         root, path = Path(config["storeRoot"]), str(config["adapterPath"])
         target = StatusTarget.model_validate(config["statusTarget"]) if config.get("statusTarget") else None
     except (ValueError, KeyError, TypeError) as exc:

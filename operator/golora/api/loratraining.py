@@ -12,9 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .common import (
-    GROUP,
     K8S_NAME_PATTERN,
-    VERSION,
     CamelModel,
     CommonStatus,
     Failure,
@@ -28,6 +26,46 @@ from .common import (
     cel,
     section,
     validations,
+)
+
+# The worker protocol (golora.api.worker), importable from here too: the trainer's imports.
+from .worker import (  # noqa: F401
+    CONFIG_ENV,
+    EXIT_CODE_REASONS,
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_ADAPTER,
+    EXIT_INVALID_CONFIG,
+    EXIT_OK,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_PREQUANTIZED_BASE,
+    EXIT_QUALITY_GATE_FAILED,
+    EXIT_RENDEZVOUS_TIMEOUT,
+    GATE_DEGENERATE_OUTPUT,
+    GATE_DISABLED,
+    GATE_LOW_PARSE_RATE,
+    GATE_PASSED,
+    GATE_WORSE_THAN_BASE,
+    REASON_DIVERGED,
+    REASON_EXIT_CODES,
+    REASON_INTERRUPTED,
+    REASON_INVALID_ADAPTER,
+    REASON_INVALID_CONFIG,
+    REASON_JOB_DELETED,
+    REASON_OUT_OF_MEMORY,
+    REASON_PREQUANTIZED_BASE,
+    REASON_QUALITY_GATE_FAILED,
+    REASON_RENDEZVOUS_TIMEOUT,
+    REASON_TRAINING_FAILED,
+    REASON_UNSCHEDULABLE,
+    RETRYABLE_REASONS,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+    TRAINER_CONFIG_ENV,
+    StatusTarget,
+    exit_code_for,
+    reason_for_exit_code,
 )
 
 # Names that say the checkpoint is already quantized: bitsandbytes cannot quantize it again
@@ -463,88 +501,8 @@ KIND = KindInfo(
 )
 
 
-# --- The trainer worker's contract ---------------------------------------------------------
-#
-# The training Job runs ``python -m golora_trainer run`` with one JSON document, a
-# ``TrainerConfig``, in the environment variable GOLORA_CONFIG (or ``--config FILE``).
-# The trainer patches ``status.progress`` while it runs and ``status.result`` when it ends,
-# writes ``result.json`` next to the adapter, and exits with one of the codes below.
-
-TRAINER_CONFIG_ENV = "GOLORA_CONFIG"
-
-# Failure reasons (status.result.failure.reason), each with its exit code.
-REASON_TRAINING_FAILED = "TrainingFailed"  # anything unexpected; the message says what
-REASON_INVALID_CONFIG = "InvalidConfig"  # config, data or base model unusable: retrying cannot help
-REASON_PREQUANTIZED_BASE = "PrequantizedBase"  # AWQ/GPTQ/... base asked to be loaded in 4-bit
-REASON_OUT_OF_MEMORY = "OutOfMemory"  # CUDA OOM: retry with half the micro-batch
-REASON_DIVERGED = "Diverged"  # NaN/inf loss, or loss far above the base model's eval loss
-REASON_QUALITY_GATE_FAILED = "QualityGateFailed"  # trained, but the gate refused the adapter
-REASON_INVALID_ADAPTER = "InvalidAdapter"  # the saved adapter is not one vLLM can load
-REASON_INTERRUPTED = "Interrupted"  # SIGTERM (pod deleted/preempted): checkpoint saved, a rerun resumes
-REASON_JOB_DELETED = "JobDeleted"  # someone deleted the training Job: the next attempt resumes
-# nodes > 1: a pod's peers did not all join torchrun's rendezvous in time (schedulingTimeoutSeconds)
-REASON_RENDEZVOUS_TIMEOUT = "RendezvousTimeout"
-REASON_UNSCHEDULABLE = "Unschedulable"  # ... because the scheduler could not place them all
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID_CONFIG = 2
-EXIT_PREQUANTIZED_BASE = EXIT_INVALID_CONFIG
-EXIT_OUT_OF_MEMORY = 3
-EXIT_DIVERGED = 4
-EXIT_QUALITY_GATE_FAILED = 5
-EXIT_INVALID_ADAPTER = 6
-EXIT_INTERRUPTED = 7  # also: a rank whose peer was lost (its collective failed), which reports nothing
-EXIT_RENDEZVOUS_TIMEOUT = 8
-
-REASON_EXIT_CODES: dict[str, int] = {
-    REASON_TRAINING_FAILED: EXIT_FAILED,
-    REASON_INVALID_CONFIG: EXIT_INVALID_CONFIG,
-    REASON_PREQUANTIZED_BASE: EXIT_PREQUANTIZED_BASE,
-    REASON_OUT_OF_MEMORY: EXIT_OUT_OF_MEMORY,
-    REASON_DIVERGED: EXIT_DIVERGED,
-    REASON_QUALITY_GATE_FAILED: EXIT_QUALITY_GATE_FAILED,
-    REASON_INVALID_ADAPTER: EXIT_INVALID_ADAPTER,
-    REASON_INTERRUPTED: EXIT_INTERRUPTED,
-    REASON_RENDEZVOUS_TIMEOUT: EXIT_RENDEZVOUS_TIMEOUT,
-}
-# The reason an exit code stands for when no status patch arrived (e.g. read from a Job's pod):
-# the inverse of the map above, the first reason of a shared code (InvalidConfig for 2) winning.
-EXIT_CODE_REASONS: dict[int, str] = {}
-for _reason, _code in REASON_EXIT_CODES.items():
-    EXIT_CODE_REASONS.setdefault(_code, _reason)
-del _reason, _code
-# Only these are worth another attempt (OutOfMemory with half the micro-batch; Interrupted as is,
-# resuming from the last checkpoint).
-RETRYABLE_REASONS: frozenset[str] = frozenset({REASON_OUT_OF_MEMORY, REASON_INTERRUPTED, REASON_JOB_DELETED})
-
-# Quality-gate reasons (status.result.qualityGate.reason).
-GATE_PASSED = "Passed"
-GATE_DISABLED = "Disabled"
-GATE_DEGENERATE_OUTPUT = "DegenerateOutput"
-GATE_WORSE_THAN_BASE = "WorseThanBase"
-GATE_LOW_PARSE_RATE = "LowParseRate"
-
-
-def exit_code_for(reason: str) -> int:
-    """Exit code of a failure reason (unknown reasons are plain failures)."""
-    return REASON_EXIT_CODES.get(reason, EXIT_FAILED)
-
-
-def reason_for_exit_code(code: int) -> str | None:
-    """Failure reason an exit code stands for; None for 0 or a code the trainer never uses."""
-    return EXIT_CODE_REASONS.get(code)
-
-
-class StatusTarget(CamelModel):
-    """The custom resource whose status subresource the trainer patches."""
-
-    group: str = Field(GROUP, description="API group.")
-    version: str = Field(VERSION, description="API version.")
-    plural: str = Field("loratrainings", description="Resource plural.")
-    namespace: str = Field(..., min_length=1, max_length=253, description="Namespace of the CR.")
-    name: str = Field(..., min_length=1, max_length=253, description="Name of the CR.")
-
+# The trainer's config embeds the spec, so it lives with the CRD; the rest of the worker protocol
+# (reasons, exit codes, gate reasons, the status target) is golora.api.worker.
 
 class TrainerConfig(CamelModel):
     """The one JSON document the training Job hands the trainer (env GOLORA_CONFIG or --config)."""

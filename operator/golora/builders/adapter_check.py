@@ -9,12 +9,12 @@ from typing import Any
 
 from ..api import GROUP, VERSION
 from ..api.adapterserving import KIND
+from ..api.worker import CONFIG_ENV
 from ..naming import job_name
 from ..settings import Settings
 from .common import STORE_MOUNT, claim_volume, container_security, job, volume_name
 
 JOB_KIND_SHORT = "asv"
-CONFIG_ENV = "GOLORA_CONFIG"
 
 
 def check_config(namespace: str, name: str, generation: int, path: str, claim: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ STORE_MOUNT = "/store"
 SCRATCH_MOUNT = "/tmp"
 CLAIMS_MOUNT = "/mnt/claims"
 SECRETS_MOUNT = "/var/run/golora/secrets"
-TERMINATION_LOG = "/dev/termination-log"
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:

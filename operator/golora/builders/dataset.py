@@ -10,6 +10,7 @@ from typing import Any
 from .. import conditions as cond
 from ..api import GROUP, VERSION
 from ..api.godataset import KIND, GoDatasetSpec
+from ..api.worker import CONFIG_ENV, TERMINATION_LOG, TERMINATION_LOG_ENV
 from ..naming import job_name
 from ..settings import Settings
 from .common import (
@@ -101,9 +102,9 @@ def build_dataset_job(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["golora-extract", "run"],
         "env": [
-            {"name": "GOLORA_CONFIG", "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
+            {"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
             {"name": "HOME", "value": SCRATCH_MOUNT},
-            {"name": "GOLORA_TERMINATION_LOG", "value": "/dev/termination-log"},
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
         ],
         "volumeMounts": mounts,
         "resources": resources,

@@ -21,6 +21,7 @@ from typing import Any
 from .. import conditions as c
 from .. import naming
 from ..api.adapterserving import KIND
+from ..api.worker import CONFIG_ENV
 from ..settings import Settings
 from ..vllm import parse_invocation
 from . import common
@@ -28,7 +29,6 @@ from . import runtime as rt
 from .serving import STORE_MOUNT
 
 JOB_KIND_SHORT = "asr"
-CONFIG_ENV = "GOLORA_CONFIG"
 REMOVED_JOB_TTL = 300  # a removal Job has no owner left to be collected with
 
 NOTHING = "none"

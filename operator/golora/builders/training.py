@@ -15,10 +15,10 @@ from ..api.loratraining import (
     REASON_INTERRUPTED,
     REASON_OUT_OF_MEMORY,
     RETRYABLE_REASONS,
-    TRAINER_CONFIG_ENV,
     LoraTrainingSpec,
     reason_for_exit_code,
 )
+from ..api.worker import CONFIG_ENV, TERMINATION_LOG, TERMINATION_LOG_ENV
 from ..naming import job_name
 from ..settings import Settings
 from .common import (
@@ -29,6 +29,7 @@ from .common import (
     container_security,
     job,
     owner_reference,
+    secret_volume,
     volume_name,
 )
 from .dataset import dataset_path
@@ -133,9 +134,7 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
     ]
     if spec.base_model.token_secret:
         ref = spec.base_model.token_secret
-        volumes.append({"name": "hf-token", "secret": {"secretName": ref.name,
-                                                       "items": [{"key": ref.key, "path": "token"}],
-                                                       "defaultMode": 0o440}})
+        volumes.append(secret_volume(ref.name, ref.key, posixpath.basename(HF_TOKEN_FILE)) | {"name": "hf-token"})
         mounts.append({"name": "hf-token", "mountPath": posixpath.dirname(HF_TOKEN_FILE), "readOnly": True})
     resources: dict[str, Any] = (spec.placement.resources.model_dump(by_alias=True)
                                  if spec.placement.resources else {"requests": {"cpu": "2", "memory": "16Gi"}})
@@ -148,11 +147,11 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
         "imagePullPolicy": settings.image_pull_policy,
         "command": trainer_command(spec, jname, rendezvous_service_name(name, generation)),
         "env": [
-            {"name": TRAINER_CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
+            {"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
             {"name": "HOME", "value": SCRATCH_MOUNT},
             # Model downloads are cached on the store, so a retry does not fetch 15 GB again.
             {"name": "HF_HOME", "value": posixpath.join(STORE_MOUNT, ".cache", "huggingface")},
-            {"name": "GOLORA_TERMINATION_LOG", "value": "/dev/termination-log"},
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
         ],
         "volumeMounts": mounts,
         "resources": resources,

@@ -20,7 +20,6 @@ golora's product code may depend on anything only this agent does.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 import kubernetes
 
-from ...conditions import now_rfc3339
+from ...timestamps import now_rfc3339
 from ..certs import TinyCA
 from ..cluster import ControlPlane
 from . import hosts as hostsmod
@@ -50,11 +49,6 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 __all__ = ["ImageSpec", "NodeAgent", "NodeSpec"]
-
-
-def _micro_now() -> str:
-    """A MicroTime (Lease renewTime has microseconds)."""
-    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class NodeAgent:
@@ -161,7 +155,7 @@ class NodeAgent:
     def _renew_lease(self, spec: NodeSpec) -> None:
         body = {"metadata": {"name": spec.name, "namespace": "kube-node-lease"},
                 "spec": {"holderIdentity": spec.name, "leaseDurationSeconds": LEASE_SECONDS,
-                         "renewTime": _micro_now()}}
+                         "renewTime": now_rfc3339(micro=True)}}
         try:
             self.coordination.patch_namespaced_lease(spec.name, "kube-node-lease", {"spec": body["spec"]})
         except kubernetes.client.ApiException as exc:
