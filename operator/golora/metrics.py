@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 from prometheus_client import start_http_server as _start_http_server
 
 from . import __version__, naming
-from . import conditions as c
+from . import conditions as cond
 from .api import GROUP, KINDS, VERSION
 from .settings import current as current_settings
 
@@ -146,7 +146,7 @@ def observe_resource(body: dict[str, Any], event_type: str | None) -> None:
     _resources.set(uid, kind, status.get("phase") or "New")
     if kind == "AdapterServing":
         with _served_lock:
-            if c.is_true(status.get("conditions"), c.SERVING):
+            if cond.is_true(status.get("conditions"), cond.SERVING):
                 _served.add(uid)
             else:
                 _served.discard(uid)

@@ -450,6 +450,7 @@ class TrainingRun:
             max_steps=t.max_steps or -1,
             learning_rate=t.learning_rate,
             lr_scheduler_type="cosine",
+            # transformers v5: a float below 1 is a fraction of the total steps (warmup_ratio is deprecated)
             warmup_steps=t.warmup_ratio,
             weight_decay=0.0,
             max_grad_norm=MAX_GRAD_NORM,

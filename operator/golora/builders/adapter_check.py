@@ -12,14 +12,14 @@ from ..api.adapterserving import KIND
 from ..api.worker import CONFIG_ENV
 from ..naming import job_name
 from ..settings import Settings
-from .common import STORE_MOUNT, claim_volume, container_security, job, volume_name
+from .common import WORKER_STORE_MOUNT, claim_volume, container_security, job, volume_name
 
 JOB_KIND_SHORT = "asv"
 
 
 def check_config(namespace: str, name: str, generation: int, path: str, claim: str) -> dict[str, Any]:
     return {
-        "storeRoot": STORE_MOUNT,
+        "storeRoot": WORKER_STORE_MOUNT,
         "adapterPath": path,
         "claim": claim,
         "generation": generation,
@@ -40,7 +40,7 @@ def build_adapter_check_job(*, namespace: str, name: str, uid: str, generation: 
         "command": ["python", "-m", "golora_trainer", "validate-adapter"],
         "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
                 {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": volume_name("claim", claim), "mountPath": STORE_MOUNT, "readOnly": True},
+        "volumeMounts": [{"name": volume_name("claim", claim), "mountPath": WORKER_STORE_MOUNT, "readOnly": True},
                          {"name": "scratch", "mountPath": "/tmp"}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": container_security(),

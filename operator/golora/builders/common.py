@@ -8,7 +8,7 @@ from typing import Any
 from .. import naming
 from ..api import API_VERSION
 
-STORE_MOUNT = "/store"
+WORKER_STORE_MOUNT = "/store"  # where worker Jobs mount the store (vLLM pods: builders.serving.STORE_MOUNT)
 SCRATCH_MOUNT = "/tmp"
 CLAIMS_MOUNT = "/mnt/claims"
 SECRETS_MOUNT = "/var/run/golora/secrets"

@@ -17,7 +17,7 @@ from .common import (
     CLAIMS_MOUNT,
     SCRATCH_MOUNT,
     SECRETS_MOUNT,
-    STORE_MOUNT,
+    WORKER_STORE_MOUNT,
     claim_volume,
     container_security,
     job,
@@ -53,7 +53,7 @@ def extractor_config(namespace: str, name: str, spec: GoDatasetSpec) -> dict[str
     filters = spec.filters.model_dump(by_alias=True)
     out = dataset_path(namespace, name)
     return {
-        "storeRoot": STORE_MOUNT,
+        "storeRoot": WORKER_STORE_MOUNT,
         "outputPath": out,
         "workPath": f".work/{out}",
         "sources": sources,
@@ -75,7 +75,7 @@ def build_dataset_job(
     volumes: list[dict[str, Any]] = [claim_volume(spec.storage.claim_name),
                                      {"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [
-        {"name": volume_name("claim", spec.storage.claim_name), "mountPath": STORE_MOUNT},
+        {"name": volume_name("claim", spec.storage.claim_name), "mountPath": WORKER_STORE_MOUNT},
         {"name": "scratch", "mountPath": SCRATCH_MOUNT},
     ]
     seen_claims = {spec.storage.claim_name}

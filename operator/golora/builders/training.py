@@ -24,7 +24,7 @@ from ..settings import Settings
 from .common import (
     SCRATCH_MOUNT,
     SECRETS_MOUNT,
-    STORE_MOUNT,
+    WORKER_STORE_MOUNT,
     claim_volume,
     container_security,
     job,
@@ -100,7 +100,7 @@ def trainer_config(namespace: str, name: str, spec: LoraTrainingSpec, files: Dat
     """The TrainerConfig document (validated by the trainer with the same models)."""
     config: dict[str, Any] = {
         "spec": spec.model_dump(by_alias=True, exclude_none=True),
-        "storeRoot": STORE_MOUNT,
+        "storeRoot": WORKER_STORE_MOUNT,
         "trainPath": files.train_path,
         "outputPath": adapter_path(namespace, name),
         "attempt": attempt,
@@ -110,7 +110,7 @@ def trainer_config(namespace: str, name: str, spec: LoraTrainingSpec, files: Dat
     if files.eval_path:
         config["evalPath"] = files.eval_path
     if spec.base_model.path:
-        config["modelPath"] = posixpath.join(STORE_MOUNT, spec.base_model.path)
+        config["modelPath"] = posixpath.join(WORKER_STORE_MOUNT, spec.base_model.path)
     if micro_batch_size:
         config["microBatchSize"] = micro_batch_size
     if spec.base_model.token_secret:
@@ -128,7 +128,7 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
     volumes: list[dict[str, Any]] = [claim_volume(store), {"name": "scratch", "emptyDir": {}},
                                      {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
     mounts: list[dict[str, Any]] = [
-        {"name": volume_name("claim", store), "mountPath": STORE_MOUNT},
+        {"name": volume_name("claim", store), "mountPath": WORKER_STORE_MOUNT},
         {"name": "scratch", "mountPath": SCRATCH_MOUNT},
         {"name": "shm", "mountPath": "/dev/shm"},
     ]
@@ -150,7 +150,7 @@ def build_training_job(*, namespace: str, name: str, uid: str, generation: int, 
             {"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
             {"name": "HOME", "value": SCRATCH_MOUNT},
             # Model downloads are cached on the store, so a retry does not fetch 15 GB again.
-            {"name": "HF_HOME", "value": posixpath.join(STORE_MOUNT, ".cache", "huggingface")},
+            {"name": "HF_HOME", "value": posixpath.join(WORKER_STORE_MOUNT, ".cache", "huggingface")},
             {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
         ],
         "volumeMounts": mounts,
