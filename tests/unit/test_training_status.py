@@ -134,3 +134,23 @@ def test_job_created_is_written_once_per_job():
     assert patch["jobName"] == "ds-gds-g1-a1" and patch["phase"] == cond.PENDING
     assert by_type(patch)[cond.READY]["reason"] == "Extracting"
     assert "jobName" not in (dataset.job_created(accepted, {"jobName": "ds-gds-g1-a1"}, 1, "ds-gds-g1-a1") or {})
+
+
+def test_several_nodes_are_scheduled_all_or_nothing():
+    waiting = training_status.ranks_scheduling({"phase": "Pending"}, 1, False, "1 of 2 pods placed: 0/1 nodes free")
+    assert waiting["message"] == "unschedulable: 1 of 2 pods placed: 0/1 nodes free"
+    assert by_type(waiting)[cond.SCHEDULED]["reason"] == "Unschedulable"
+    placed = training_status.ranks_scheduling({"phase": "Running", "message": "training"}, 1, True, "2 of 2 placed")
+    assert "message" not in placed and by_type(placed)[cond.SCHEDULED]["status"] == cond.TRUE
+    running = training_status.running({}, 1, JobState(cond.RUNNING, "JobRunning", ""), 1, [], READY, nodes=2)
+    assert cond.SCHEDULED not in by_type(running)  # one running pod does not mean all are placed
+
+
+def test_a_rendezvous_timeout_of_unplaced_ranks_is_unschedulable():
+    spec = LoraTrainingSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                                            "placement": {"nodes": 2, "schedulingTimeoutSeconds": 30}})
+    status = {"conditions": cond.set_condition(None, cond.SCHEDULED, cond.FALSE, "Unschedulable", "1 of 2 placed", 1)}
+    reason, message = training_status.unschedulable_ranks(spec, status, lt.REASON_RENDEZVOUS_TIMEOUT, "timeout")
+    assert reason == lt.REASON_UNSCHEDULABLE and "within 30s" in message and message.endswith("1 of 2 placed")
+    assert training_status.unschedulable_ranks(spec, {}, lt.REASON_RENDEZVOUS_TIMEOUT, "t") == (
+        lt.REASON_RENDEZVOUS_TIMEOUT, "t")  # placed, but a peer never came: the timeout stands
