@@ -220,7 +220,8 @@ class PodWorker(threading.Thread):
         image = find_image(self.agent.images, c.spec.get("image", ""))
         assert image is not None
         pod = {**self.pod, "status": {**(self.pod.get("status") or {}), "podIP": self.pod_ip, "hostIP": self.node_ip}}
-        env = envmod.container_env(pod, c.spec, self._lookup, self._base_env(c), self.node.capacity())
+        base = self._base_env(c)
+        env = envmod.container_env(pod, c.spec, self._lookup, base, self.node.capacity())
         mounts = self.mounts[c.name]
         command = c.spec.get("command") or image.entrypoint[:1]
         args = c.spec.get("args") if c.spec.get("command") else image.entrypoint[1:] + (c.spec.get("args") or [])
@@ -228,7 +229,10 @@ class PodWorker(threading.Thread):
         if not argv:
             raise RuntimeError(f"image {c.spec.get('image')!r} has no entrypoint in the image map and the "
                                "container sets no command")
-        env = {k: envmod.rewrite_env_value(v, mounts) for k, v in env.items()}
+        # Only what the Pod spec sets is mapped onto volumes: the image's own environment (and
+        # the host paths the agent passes through) is already local (e.g. PYTHONPATH under /tmp,
+        # where the scratch volume is mounted).
+        env = {k: v if base.get(k) == v else envmod.rewrite_env_value(v, mounts) for k, v in env.items()}
         env.update(self.agent.extra_env)
         if SA_MOUNT in mounts:  # in-cluster clients read the standard path: point golora's at the mapped one
             env["GOLORA_SERVICEACCOUNT_DIR"] = mounts[SA_MOUNT]
