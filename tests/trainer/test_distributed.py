@@ -84,7 +84,9 @@ def test_two_ranks_train_like_one_process(go_store, tiny_base, tmp_path, status_
     assert [p["stage"] for p in sent("two", "progress")].count("loading") == 1
     assert len(sent("two", "result")) == 1 and sent("two", "result")[0]["worldSize"] == 2
     tokens = {name: max(p.get("numTokens") or 0 for p in sent(name, "progress")) for name in ("one", "two")}
-    assert tokens["two"] == tokens["one"] > 0, tokens
+    # Summed over both ranks (one rank alone would report about half). Not exact: the count
+    # comes from the last logged step's progress report, which was 12737 vs 11748 in one CI run.
+    assert tokens["one"] > 0 and tokens["two"] == pytest.approx(tokens["one"], rel=0.15), tokens
     assert r2["tokensPerSecond"] and r1["tokensPerSecond"]
     print(f"\n1 process vs 2 ranks, {STEPS} steps: losses {one_losses} vs {two_losses}; tokens/s "
           f"{r1['tokensPerSecond']} vs {r2['tokensPerSecond']} (2 ranks summed)")
