@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from . import binaries
-from .cluster import HOST, ControlPlane, _die_with_parent, _stop, _wait_http, free_port
+from .cluster import HOST, ControlPlane, _stop, _wait_http, free_port, spawn
 
 NAMESPACE = "argocd"
 START_TIMEOUT = 60.0
@@ -171,18 +171,7 @@ class ArgoCD:
                 "ARGOCD_GPG_ENABLED": "false", "HOME": str(self.workdir)}
 
     def _popen(self, args: list[str], name: str) -> subprocess.Popen:
-        log = self.workdir / f"{name}.log"
-        fh = open(log, "ab")  # noqa: SIM115 - handed to the child
-        kwargs: dict = {"stdout": fh, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL, "env": self._env(),
-                        "cwd": str(self.workdir)}
-        if self.detach:
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["preexec_fn"] = _die_with_parent
-        try:
-            return subprocess.Popen(args, **kwargs)
-        finally:
-            fh.close()
+        return spawn(args, self.workdir / f"{name}.log", detach=self.detach, env=self._env(), cwd=str(self.workdir))
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"

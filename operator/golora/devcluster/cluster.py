@@ -62,6 +62,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     os.setpgrp()
 
 
+def spawn(args: list[str], log: Path, *, detach: bool, **popen: object) -> subprocess.Popen:
+    """Start a local component with its output appended to ``log``: in its own session when
+    it must outlive us (``devcluster up``), otherwise killed with its owner."""
+    fh = open(log, "ab")  # noqa: SIM115 - handed to the child
+    kwargs: dict = {"stdout": fh, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL, **popen}
+    if detach:
+        kwargs["start_new_session"] = True
+    else:
+        kwargs["preexec_fn"] = _die_with_parent
+    try:
+        return subprocess.Popen(args, **kwargs)
+    finally:
+        fh.close()
+
+
 def _insecure_context() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -177,16 +192,7 @@ class ControlPlane:
         self.stop()
 
     def _popen(self, args: list[str], log: Path) -> subprocess.Popen:
-        fh = open(log, "ab")  # noqa: SIM115 - handed to the child
-        kwargs: dict = {"stdout": fh, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
-        if self.detach:
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["preexec_fn"] = _die_with_parent
-        try:
-            return subprocess.Popen(args, **kwargs)
-        finally:
-            fh.close()
+        return spawn(args, log, detach=self.detach)
 
     def _start_etcd(self) -> None:
         assert self.bins and self.workdir
