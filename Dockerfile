@@ -11,7 +11,7 @@ RUN mkdir -p operator trainer_image && touch README.md \
  && python -m venv /opt/golora \
  && /opt/golora/bin/pip install --no-cache-dir --no-compile .
 COPY README.md ./
-COPY operator/ operator/
+COPY operator/golora/ operator/golora/
 COPY trainer_image/golora_trainer/ trainer_image/golora_trainer/
 RUN /opt/golora/bin/pip install --no-cache-dir --no-compile --no-deps --force-reinstall . \
  && find /opt/golora -name '__pycache__' -prune -exec rm -rf {} +

@@ -96,7 +96,7 @@ test-unit: venv ## unit tests only (no cluster, no training)
 
 .PHONY: demo
 demo: build vllm ## local cluster + operator + manifests/demo through to go-adapter answering, then tear down
-	$(PY) -m golora.devcluster.demo
+	$(PY) -m golora_dev.demo
 
 .PHONY: bench-extract
 bench-extract: ## extractor vs a naive go/ast walk: Go stdlib, plus kubernetes and etcd from the module cache

@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
 
-from golora.devcluster import vllm_local  # noqa: E402
+from golora_dev import vllm_local  # noqa: E402
 from tests.vllm import helpers  # noqa: E402
 
 

@@ -32,8 +32,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """etcd, kube-apiserver, kube-scheduler and kube-controller-manager (all real), with
     golora's CRDs installed and served. Pods run only where ``node_agent`` is used."""
-    from golora.devcluster import ControlPlane
-    from golora.devcluster.crds import install_crds
+    from golora_dev import ControlPlane
+    from golora_dev.crds import install_crds
 
     workdir = tmp_path_factory.mktemp("controlplane")
     plane = ControlPlane(workdir=workdir)
@@ -92,7 +92,7 @@ EXTRACTOR = REPO / ".bin" / "golora-extract"
 
 
 def go_root() -> Path:
-    from golora.devcluster.binaries import go_root as toolchain_root
+    from golora_dev.binaries import go_root as toolchain_root
 
     return toolchain_root()
 
@@ -114,8 +114,8 @@ def node_agent(cluster: Any, tmp_path_factory: pytest.TempPathFactory, extractor
     """The node agent (the named stand-in for the kubelet) for the whole session: a CPU node
     with the machine's capacity, a ``gpu-pool`` node with 8 simulated GPUs for model-server
     Deployments, and a ``t4`` node with one (Tesla-T4 labels, compute capability 7.5)."""
-    from golora.devcluster.images import local_images
-    from golora.devcluster.nodeagent import NodeAgent, NodeSpec
+    from golora_dev.images import local_images
+    from golora_dev.nodeagent import NodeAgent, NodeSpec
 
     workdir = tmp_path_factory.mktemp("nodeagent")
     nodes = [NodeSpec(), NodeSpec.gpu_node("gpu-pool", product="NVIDIA-H100-80GB-HBM3", compute_major=9,

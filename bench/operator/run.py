@@ -26,8 +26,8 @@ import kubernetes
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from golora.devcluster import ControlPlane  # noqa: E402
-from golora.devcluster.session import local_golora  # noqa: E402
+from golora_dev import ControlPlane  # noqa: E402
+from golora_dev.session import local_golora  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
 LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')

@@ -12,7 +12,7 @@ import pytest
 def argocd(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Argo CD (redis, repo-server, application-controller) on the session's cluster,
     with golora's health checks from manifests/argocd."""
-    from golora.devcluster.argocd import ArgoCD, ArgoCDUnavailable
+    from golora_dev.argocd import ArgoCD, ArgoCDUnavailable
 
     argo = ArgoCD(cluster, tmp_path_factory.mktemp("argocd"))
     try:

@@ -252,7 +252,7 @@ def lab(cluster, api, operator, node_agent, argocd, tmp_path_factory):
     """Namespace + claims + the tiny base model (untrained: the stand-in serves it, and only the
     failing gate runs, which fails on any model); the git repository; the three Applications;
     then the real operator works while an AppWatch records what Argo CD reports."""
-    from golora.devcluster.argocd import GitRepo
+    from golora_dev.argocd import GitRepo
     from golora_trainer.tiny import TinySpec, ensure_tiny
     from tests.conftest import FIXTURE_TREE, go_root
 

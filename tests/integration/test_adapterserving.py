@@ -1,5 +1,5 @@
 """AdapterServing against the real apiserver, scheduler and controllers, with Pods run by the
-node agent (vLLM images run ``golora.devcluster.vllm_stub``, which refuses a missing adapter
+node agent (vLLM images run ``golora_dev.vllm_stub``, which refuses a missing adapter
 as vLLM does): Deployments patched by server-side apply (a plain vLLM one and an llm-d
 prefill/decode pair), rolled out by the real Deployment controller, merged adapters, exact
 removal, refusals that write nothing, no write when nothing changes, TargetNotFound, a

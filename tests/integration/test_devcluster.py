@@ -58,7 +58,7 @@ def test_minted_user_is_subject_to_rbac(cluster, namespace, tmp_path, api):
 
 def test_cli_up_env_down_leaves_nothing(tmp_path):
     env = {**os.environ, "GOLORA_DEVCLUSTER_DIR": str(tmp_path / "dc")}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "golora.devcluster", *a], env=env,  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "golora_dev", *a], env=env,  # noqa: E731
                                     capture_output=True, text=True, timeout=120)
     up = run("up")
     assert up.returncode == 0, up.stderr
@@ -89,7 +89,7 @@ def test_cli_up_env_down_leaves_nothing(tmp_path):
 def test_killed_owner_leaves_no_orphans(tmp_path):
     script = (
         "import json,sys,time\n"
-        "from golora.devcluster import ControlPlane\n"
+        "from golora_dev import ControlPlane\n"
         "p=ControlPlane().start()\n"
         "print(json.dumps([p.etcd_proc.pid,p.apiserver_proc.pid]),flush=True)\n"
         "time.sleep(600)\n"

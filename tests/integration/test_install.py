@@ -62,7 +62,7 @@ def can_i(cluster: Any, kubeconfig: Path | None, *args: str) -> bool:
 
 
 def free_port() -> int:
-    from golora.devcluster.cluster import free_port as _free_port
+    from golora_dev.cluster import free_port as _free_port
 
     return _free_port()
 
@@ -176,7 +176,7 @@ class OperatorSubprocess:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> OperatorSubprocess:
-        from golora.devcluster.cluster import _die_with_parent
+        from golora_dev.cluster import _die_with_parent
 
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from golora import vllm
-from golora.devcluster.vllm_stub import models_for_container
+from golora_dev.vllm_stub import models_for_container
 
 from .serving_helpers import AWQ, QWEN
 

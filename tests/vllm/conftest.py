@@ -12,7 +12,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from golora.devcluster import vllm_local
+from golora_dev import vllm_local
 from tests.conftest import wait_for
 
 from . import helpers

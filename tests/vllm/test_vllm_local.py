@@ -1,10 +1,10 @@
-"""golora.devcluster.vllm_local without a server: command lines, path mapping, log lines."""
+"""golora_dev.vllm_local without a server: command lines, path mapping, log lines."""
 
 from __future__ import annotations
 
 import json
 
-from golora.devcluster import vllm_local as vl
+from golora_dev import vllm_local as vl
 
 
 def test_local_command_maps_each_way_people_start_vllm():

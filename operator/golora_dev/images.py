@@ -20,7 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..settings import current as current_settings
+from golora.settings import current as current_settings
 from .nodeagent.spec import ImageSpec
 
 VLLM_IMAGES = ("vllm/vllm-openai", "docker.io/vllm/vllm-openai")
@@ -35,13 +35,13 @@ def _image_name(image: str) -> str:
 
 
 def stub_bin(workdir: Path) -> Path:
-    """``vllm`` / ``python`` / ``python3`` wrappers that run :mod:`golora.devcluster.vllm_stub`
+    """``vllm`` / ``python`` / ``python3`` wrappers that run :mod:`golora_dev.vllm_stub`
     with the command line they were given."""
     bindir = workdir / "vllm-stub-bin"
     bindir.mkdir(parents=True, exist_ok=True)
     for name in ("vllm", "python", "python3"):
         script = bindir / name
-        script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m golora.devcluster.vllm_stub "
+        script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m golora_dev.vllm_stub "
                           f'{name} "$@"\n')
         script.chmod(0o755)
     return bindir
@@ -52,7 +52,7 @@ def _checkout_pythonpath() -> dict[str, str]:
 
     The shared virtualenv's editable install points at whichever checkout last ran
     ``make venv``; a second checkout (a worktree, a CI clone) must run its own code."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     paths = [str(root / d) for d in ("operator", "trainer_image") if (root / d).is_dir()]
     return {"PYTHONPATH": os.pathsep.join(paths)} if paths else {}
 

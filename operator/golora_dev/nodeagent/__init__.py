@@ -31,7 +31,7 @@ from typing import Any
 
 import kubernetes
 
-from ...timestamps import now_rfc3339
+from golora.timestamps import now_rfc3339
 from ..certs import TinyCA
 from ..cluster import ControlPlane
 from . import hosts as hostsmod

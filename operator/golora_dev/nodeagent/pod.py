@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import kubernetes
 
-from ...timestamps import now_rfc3339
+from golora.timestamps import now_rfc3339
 from . import env as envmod
 from . import hosts as hostsmod
 from . import mountns

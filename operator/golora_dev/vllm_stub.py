@@ -1,5 +1,5 @@
 """A STAND-IN for a vLLM server process, for the many tests that need a model server Pod but
-not a model: ``python -m golora.devcluster.vllm_stub vllm serve MODEL --port 8000 ...``.
+not a model: ``python -m golora_dev.vllm_stub vllm serve MODEL --port 8000 ...``.
 
 It reads its own command line the way golora reads a Deployment's (``vllm serve M`` or
 ``python -m vllm.entrypoints.openai.api_server --model M``), refuses to start when a
@@ -15,8 +15,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .. import vllm
-from ..vllm import parse_invocation
+from golora import vllm
+from golora.vllm import parse_invocation
 
 
 def models_for_container(container: dict) -> dict:

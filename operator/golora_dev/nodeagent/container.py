@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...timestamps import now_rfc3339
+from golora.timestamps import now_rfc3339
 from .probes import ProbeState
 
 MESSAGE_LIMIT = 4096

@@ -28,9 +28,9 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..vllm import last_meaningful_line  # noqa: F401 (re-exported: tests use it from here)
+from golora.vllm import last_meaningful_line  # noqa: F401 (re-exported: tests use it from here)
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "hack" / "vllm" / "install.sh"
 VENV_ENV = "GOLORA_VLLM_VENV"  # overrides where the installation is
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"

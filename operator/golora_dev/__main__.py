@@ -1,10 +1,10 @@
-"""``python -m golora.devcluster up|down|env|status|kubeconfig|build``
+"""``python -m golora_dev up|down|env|status|kubeconfig|build``
 
 A local Kubernetes cluster on this machine: etcd, kube-apiserver, kube-scheduler and
 kube-controller-manager (real, built from the pinned Go modules) plus the node agent (the
 stand-in for the kubelet), all in the background; ``up --argocd`` adds a real Argo CD.
 ``make demo`` and the tests use the same code. State lives in ``$GOLORA_DEVCLUSTER_DIR``
-(default ``~/.cache/golora/devcluster``).
+(default ``~/.cache/golora_dev``).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state["pids"].update(argo.state()["pids"])
     (root / "state.json").write_text(json.dumps(state, indent=2))
     log = open(root / "run" / "node-agent.log", "ab")  # noqa: SIM115 - handed to the child
-    agent = subprocess.Popen([sys.executable, "-m", "golora.devcluster", "node-agent"], stdout=log,
+    agent = subprocess.Popen([sys.executable, "-m", "golora_dev", "node-agent"], stdout=log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     assert plane.network is not None
@@ -116,11 +116,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"local cluster up in {time.monotonic() - t0:.0f}s at {plane.apiserver_url}")
     print(plane.kubectl("get", "nodes", "-o", "wide").stdout.rstrip())
     print(f"""
-  eval "$(python -m golora.devcluster env)"      # KUBECONFIG and kubectl on PATH
+  eval "$(python -m golora_dev env)"      # KUBECONFIG and kubectl on PATH
   kubectl apply -k manifests/demo               # the demo's claims are provisioned ({DEMO_NAMESPACE})
   python -m golora                              # the operator, as on a cluster
   kubectl get golora -A -w
-  python -m golora.devcluster down              # stop everything, remove its state""")
+  python -m golora_dev down              # stop everything, remove its state""")
     if args.argocd:
         argo = state["argocd"]
         print(f"""
@@ -186,7 +186,7 @@ def cmd_down(_: argparse.Namespace) -> int:
 def cmd_env(_: argparse.Namespace) -> int:
     state = _load()
     if not state:
-        print("the local cluster is not running (python -m golora.devcluster up)", file=sys.stderr)
+        print("the local cluster is not running (python -m golora_dev up)", file=sys.stderr)
         return 1
     print(f"export KUBECONFIG={state['kubeconfig']}")
     print(f"export GOLORA_KUBECTL={state['kubectl']}")
@@ -223,7 +223,7 @@ def cmd_build(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m golora.devcluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m golora_dev", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the local cluster in the background")
     up.add_argument("--nodes", help="YAML list of node specs (default: one node with this machine's capacity), "
