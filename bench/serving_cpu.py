@@ -33,6 +33,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
 
 from golora_dev import vllm_local  # noqa: E402
+
 from tests.vllm import helpers  # noqa: E402
 
 

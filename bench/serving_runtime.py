@@ -38,10 +38,10 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
 
 import kubernetes  # noqa: E402
-
 from golora_dev import vllm_local  # noqa: E402
 from golora_dev.nodeagent import NodeAgent  # noqa: E402
 from golora_dev.session import local_golora  # noqa: E402
+
 from tests.vllm import helpers  # noqa: E402
 
 G = (helpers.GROUP, helpers.VERSION)

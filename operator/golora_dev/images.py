@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from golora.settings import current as current_settings
+
 from .nodeagent.spec import ImageSpec
 
 VLLM_IMAGES = ("vllm/vllm-openai", "docker.io/vllm/vllm-openai")

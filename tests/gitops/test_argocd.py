@@ -253,6 +253,7 @@ def lab(cluster, api, operator, node_agent, argocd, tmp_path_factory):
     failing gate runs, which fails on any model); the git repository; the three Applications;
     then the real operator works while an AppWatch records what Argo CD reports."""
     from golora_dev.argocd import GitRepo
+
     from golora_trainer.tiny import TinySpec, ensure_tiny
     from tests.conftest import FIXTURE_TREE, go_root
 

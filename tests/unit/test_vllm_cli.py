@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from golora_dev.vllm_stub import models_for_container
 
 from golora import vllm
-from golora_dev.vllm_stub import models_for_container
 
 from .serving_helpers import AWQ, QWEN
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-
 from golora_dev import vllm_local
+
 from tests.conftest import wait_for
 
 from . import helpers

@@ -20,8 +20,9 @@ for sub in ("operator", "trainer_image"):
     if str(REPO / sub) not in sys.path:
         sys.path.insert(0, str(REPO / sub))
 
-from golora.builders import serving as sv  # noqa: E402
 from golora_dev import vllm_local  # noqa: E402
+
+from golora.builders import serving as sv  # noqa: E402
 
 NAMESPACE = "demo"
 BASE_SERVED = "tiny-go"  # --served-model-name in manifests/demo/vllm-deployment.yaml

@@ -32,6 +32,7 @@ from typing import Any
 import kubernetes
 
 from golora.timestamps import now_rfc3339
+
 from ..certs import TinyCA
 from ..cluster import ControlPlane
 from . import hosts as hostsmod

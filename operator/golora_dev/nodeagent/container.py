@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from golora.timestamps import now_rfc3339
+
 from .probes import ProbeState
 
 MESSAGE_LIMIT = 4096

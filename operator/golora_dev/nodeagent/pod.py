@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import kubernetes
 
 from golora.timestamps import now_rfc3339
+
 from . import env as envmod
 from . import hosts as hostsmod
 from . import mountns
