@@ -36,6 +36,10 @@ class _Capture(logging.Handler):
         with self._mutex:
             return "\n".join(self.lines)
 
+    def since(self, mark: int) -> list[str]:
+        with self._mutex:
+            return self.lines[mark:]
+
 
 class OperatorProcess:
     """Start/stop/restart the operator; ``output`` accumulates the logs of all runs."""
@@ -86,6 +90,19 @@ class OperatorProcess:
     @property
     def output(self) -> str:
         return self.capture.text()
+
+    def log_mark(self) -> int:
+        """Where the log is now: ``wait_for_log`` after it looks only at what comes later."""
+        return len(self.capture.lines)
+
+    def wait_for_log(self, since: int, ns: str, name: str, pattern: str, timeout: float = 30) -> str:
+        """The first line about ``ns/name`` logged after mark ``since`` that matches ``pattern``
+        (a regular expression): a positive sign that the operator got that far."""
+        prefix = f"[{ns}/{name}] "
+        regex = re.compile(pattern)
+        return wait_for(lambda: next((line for line in self.capture.since(since)
+                                      if line.startswith(prefix) and regex.search(line, len(prefix))), None),
+                        timeout=timeout, interval=0.1, what=f"operator log about {ns}/{name} matching {pattern!r}")
 
     def handler_successes(self, handler: str, ns: str, name: str) -> int:
         """How many times handler ``handler`` succeeded for ``ns/name`` across all runs."""

@@ -26,10 +26,10 @@ import yaml
 
 from tests.conftest import REPO, wait_for
 from tests.integration.test_install import managed
+from tests.kube_helpers import condition, get_cr
 
 pytestmark = [pytest.mark.cluster, pytest.mark.train, pytest.mark.argocd]
 
-G = ("golora.dev", "v1alpha1")
 ARGO = ("argoproj.io", "v1alpha1")
 ARGO_NS = "argocd"
 MANIFESTS = REPO / "manifests"
@@ -317,15 +317,14 @@ def test_applications_sync_and_health_follows_every_phase(api, lab):
     lab_app, failing, servers = (get_app(api, n) for n in ("lab", "failing", "servers"))
     assert servers["status"]["health"]["status"] == "Healthy"
     assert failing["status"]["health"]["status"] == "Degraded"
-    custom = kubernetes.client.CustomObjectsApi(api)
 
     def cr(plural: str, name: str) -> dict[str, Any]:
-        return custom.get_namespaced_custom_object(*G, ns, plural, name)
+        return get_cr(api, ns, plural, name)
 
     # Healthy at the end, for each kind: the Lua's message is golora's (Serving: the condition's).
     served = cr("adapterservings", "go-adapter")
     assert served["status"]["phase"] == "Serving"
-    serving_cond = next(c for c in served["status"]["conditions"] if c["type"] == "Serving")
+    serving_cond = condition(served, "Serving")
     assert app_health(lab_app, "AdapterServing", "go-adapter") == {"status": "Healthy", "message": serving_cond["message"]}
     for kind, plural, name in (("GoDataset", "godatasets", "stdlib"), ("LoraTraining", "loratrainings", "go-adapter")):
         obj = cr(plural, name)
@@ -489,7 +488,7 @@ def test_deleting_the_application_prunes_and_golora_cleans_up(api, lab):
     wait_for(gone, timeout=120, interval=0.5, what="Application lab deleted with its resources")
     for plural, name in (("godatasets", "stdlib"), ("loratrainings", "go-adapter"), ("adapterservings", "go-adapter")):
         with pytest.raises(kubernetes.client.ApiException) as err:
-            custom.get_namespaced_custom_object(*G, ns, plural, name)
+            get_cr(api, ns, plural, name)
         assert err.value.status == 404, (plural, name)
     dep = wait_for(lambda: (d := deployment(api, ns)) and vllm_args(d) == GIT_ARGS and d, timeout=60,
                    what="golora's args removed")
@@ -504,4 +503,4 @@ def test_deleting_the_application_prunes_and_golora_cleans_up(api, lab):
     wait_for(lambda: synced(get_app(api, "servers")), timeout=60, what="servers Synced")
     # The other Application's resources are not pruned with it.
     for plural, name in (("godatasets", "missing"), ("loratrainings", "gate-fails"), ("adapterservings", "gate-fails")):
-        assert custom.get_namespaced_custom_object(*G, ns, plural, name)["metadata"]["name"] == name
+        assert get_cr(api, ns, plural, name)["metadata"]["name"] == name

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, go_root, wait_for
+from tests.kube_helpers import create_cr, get_cr, install_operator_identity
 
 from .podrun import PodRun, engine, require_image
 
@@ -178,18 +179,7 @@ def test_operator_image_takes_a_godataset_to_a_job_on_the_install_clusterrole(cl
 
     pod, container = _operator_container()
     require_image(container["image"])
-    cluster.kubectl("apply", "--server-side", "--field-manager=golora-install", "-k",
-                    str(REPO / "manifests" / "install"))
-    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
-    try:
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": OPERATOR_USER},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "golora-operator"},
-            "subjects": [{"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}]})
-    except kubernetes.client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    kubeconfig = cluster.write_kubeconfig(OPERATOR_USER, [], tmp_path / "kubeconfig")
+    kubeconfig = install_operator_identity(cluster, api, OPERATOR_USER, tmp_path / "kubeconfig")
     kubeconfig.chmod(0o644)
     health, metrics = free_port(), free_port()
     # The Deployment's container, but on the host network: its ports are moved to free ones.
@@ -203,7 +193,7 @@ def test_operator_image_takes_a_godataset_to_a_job_on_the_install_clusterrole(cl
     args.insert(1, "--name=golora-operator-image-test")
     assert "--read-only" in args and any(a.startswith("--tmpfs=/tmp") for a in args)
 
-    crs, batch = kubernetes.client.CustomObjectsApi(api), kubernetes.client.BatchV1Api(api)
+    batch = kubernetes.client.BatchV1Api(api)
     operator.stop()  # one operator at a time: the session's in-process one steps aside
     log = tmp_path / "operator.log"
     engine("rm", "-f", "golora-operator-image-test", check=False)
@@ -216,7 +206,7 @@ def test_operator_image_takes_a_godataset_to_a_job_on_the_install_clusterrole(cl
         assert proc.poll() is None, log.read_text()[-3000:]
         gds = _demo("GoDataset")
         gds = {**gds, "metadata": {"name": "from-image"}}
-        crs.create_namespaced_custom_object("golora.dev", "v1alpha1", namespace, "godatasets", gds)
+        create_cr(api, namespace, gds)
 
         def job_created() -> Any:
             assert not forbidden(log.read_text()), "\n".join(forbidden(log.read_text())[:20])
@@ -232,9 +222,8 @@ def test_operator_image_takes_a_godataset_to_a_job_on_the_install_clusterrole(cl
         assert job.metadata.owner_references[0].name == "from-image"
         env = {e.name: e.value for e in worker.env}
         assert json.loads(env["GOLORA_CONFIG"])["sources"][0]["pvc"]["claimName"] == "go-src"
-        status = wait_for(lambda: (s := crs.get_namespaced_custom_object(
-            "golora.dev", "v1alpha1", namespace, "godatasets", "from-image").get("status", {})).get("jobName") and s,
-            timeout=30, what="status written")
+        status = wait_for(lambda: (s := get_cr(api, namespace, "godatasets", "from-image").get("status", {}))
+                          .get("jobName") and s, timeout=30, what="status written")
         assert status["jobName"] == job.metadata.name and status["phase"] == "Pending", status
         assert status["observedGeneration"] == 1, status
         # The worker identity the Job runs as, created by this operator under its ClusterRole.

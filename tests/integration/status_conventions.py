@@ -10,7 +10,7 @@ from typing import Any
 
 import kubernetes
 
-GROUP, VERSION = "golora.dev", "v1alpha1"
+from tests.kube_helpers import GROUP, VERSION, custom_objects
 
 CURRENT, IN_PROGRESS, FAILED, TERMINATING = "Current", "InProgress", "Failed", "Terminating"
 
@@ -79,7 +79,7 @@ class Recorder:
         self._started = threading.Event()
 
     def _run(self) -> None:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
+        custom = custom_objects(self.api)
         self._started.set()
         try:
             for event in self._watch.stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,

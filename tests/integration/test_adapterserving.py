@@ -20,10 +20,22 @@ from golora import vllm
 from golora.builders import serving as sv
 from tests.conftest import wait_for
 from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready, kubectl_wait_times_out
+from tests.kube_helpers import (
+    API_VERSION,
+    adapter_serving,
+    condition,
+    create_cr,
+    delete_cr,
+    get_cr,
+    list_crs,
+    make_condition,
+    patch_cr,
+    patch_cr_status,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.cluster
 
-GROUP, VERSION = "golora.dev", "v1alpha1"
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 QWEN_AWQ = "Qwen/Qwen2.5-7B-Instruct-AWQ"
 KV = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
@@ -38,10 +50,6 @@ def apps(api):
 
 def core(api):
     return kubernetes.client.CoreV1Api(api)
-
-
-def custom(api):
-    return kubernetes.client.CustomObjectsApi(api)
 
 
 def dep_dict(api, ns, name) -> dict:
@@ -166,12 +174,12 @@ def succeeded_training(api, ns, name, *, store: Path, rank=16, base=QWEN, path=N
     writes 'waiting' once and never runs a Job."""
     path = path or f"adapters/{ns}/{name}"
     write_adapter(store, path, rank=rank, base=base)
-    custom(api).create_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "LoraTraining", "metadata": {"name": name},
+    create_cr(api, ns, {
+        "apiVersion": API_VERSION, "kind": "LoraTraining", "metadata": {"name": name},
         "spec": {"baseModel": {"name": base}, "datasetRef": {"name": f"{name}-absent"}, "lora": {"r": rank}}})
 
     def handled():
-        status = custom(api).get_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", name).get("status") or {}
+        status = get_cr(api, ns, "loratrainings", name).get("status") or {}
         return status.get("phase") and any(x["type"] == "DatasetReady" for x in status.get("conditions") or [])
 
     wait_for(handled, what=f"LoraTraining {name} handled")
@@ -179,54 +187,41 @@ def succeeded_training(api, ns, name, *, store: Path, rank=16, base=QWEN, path=N
 
 
 def set_training_status(api, ns, name, *, rank, base, path, gate=True) -> None:
-    gate_cond = {"type": "QualityGatePassed", "status": "True" if gate else "False",
-                 "reason": "Passed" if gate else "DegenerateOutput",
-                 "message": "all checks passed" if gate else "92% of the generated text is whitespace",
-                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    outcome = "True" if gate else "False"
+    gate_cond = make_condition("QualityGatePassed", outcome, "Passed" if gate else "DegenerateOutput",
+                               "all checks passed" if gate else "92% of the generated text is whitespace")
     status = {
         "phase": "Succeeded" if gate else "Failed",
         "message": "adapter ready" if gate else "QualityGateFailed",
         "conditions": [
-            {"type": "Accepted", "status": "True", "reason": "Valid", "message": "spec is valid",
-             "lastTransitionTime": "2026-01-01T00:00:00Z"},
-            {"type": "Succeeded", "status": "True" if gate else "False", "reason": "AdapterReady" if gate else
-             "QualityGateFailed", "message": "adapter ready" if gate else "QualityGateFailed",
-             "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            make_condition("Accepted", "True", "Valid", "spec is valid"),
+            make_condition("Succeeded", outcome, "AdapterReady" if gate else "QualityGateFailed",
+                           "adapter ready" if gate else "QualityGateFailed"),
             gate_cond,
-            {"type": "Ready", "status": "True" if gate else "False", "reason": "AdapterReady" if gate else
-             "QualityGateFailed", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            make_condition("Ready", outcome, "AdapterReady" if gate else "QualityGateFailed")],
         "result": {"adapterPath": path, "rank": rank, "baseModel": base,
                    "qualityGate": {"passed": gate, "reason": gate_cond["reason"], "message": gate_cond["message"]}},
     }
-    custom(api).patch_namespaced_custom_object_status(GROUP, VERSION, ns, "loratrainings", name, {"status": status})
+    patch_cr_status(api, ns, "loratrainings", name, status)
 
 
 def create_serving(api, ns, name, served_name, *, training=None, deployments=None, selector=None, **spec) -> None:
     targets = {"deployments": deployments} if deployments else {"selector": {"matchLabels": selector}}
-    body = {"servedName": served_name, "targets": targets, **spec}
-    if training:
-        body["trainingRef"] = {"name": training}
-    custom(api).create_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AdapterServing", "metadata": {"name": name}, "spec": body})
+    create_cr(api, ns, adapter_serving(name, served_name, targets, training, **spec))
 
 
 def serving(api, ns, name) -> dict:
-    return custom(api).get_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings", name)
-
-
-def cond(obj, type_) -> dict:
-    return next((x for x in (obj.get("status") or {}).get("conditions") or [] if x["type"] == type_), {})
+    return get_cr(api, ns, "adapterservings", name)
 
 
 def wait_phase(api, ns, name, *phases, timeout=20) -> dict:
-    return wait_for(lambda: (o := serving(api, ns, name)) and (o.get("status") or {}).get("phase") in phases and o,
-                    timeout=timeout, what=f"AdapterServing {name} in phase {phases}")
+    return wait_for_phase(api, ns, "adapterservings", name, phases, timeout=timeout)
 
 
 def wait_cond(api, ns, name, type_, status, reason=None, timeout=20) -> dict:
     def ok():
         o = serving(api, ns, name)
-        x = cond(o, type_)
+        x = condition(o, type_) or {}
         return x.get("status") == status and (reason is None or x.get("reason") == reason) and o
     return wait_for(ok, timeout=timeout, what=f"{name}: {type_}={status} {reason or ''}")
 
@@ -244,8 +239,7 @@ def lora_modules(dep: dict) -> list[dict | str]:
 
 def nudge(api, ns, name) -> None:
     """Make the operator reconcile the AdapterServing again (a metadata change runs on.update)."""
-    custom(api).patch_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings", name,
-                                               {"metadata": {"labels": {"nudge": str(time.monotonic_ns())}}})
+    patch_cr(api, ns, "adapterservings", name, {"metadata": {"labels": {"nudge": str(time.monotonic_ns())}}})
 
 
 # --- the real Deployment controller's work, observed ----------------------------------------------
@@ -448,18 +442,18 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
     assert st["targetNames"] == "ms-decode,ms-prefill"
     assert [t["name"] for t in st["targets"]] == ["ms-decode", "ms-prefill"]
     assert all(t["patchedGeneration"] == gen[t["name"]] + 1 and t["maxLoraRank"] == 16 for t in st["targets"])
-    assert cond(obj, "AdapterValidated")["status"] == "True"
-    assert cond(obj, "Patched")["status"] == "True"
-    assert cond(obj, "RolledOut")["reason"] == "RollingOut"
-    assert cond(obj, "GPUSurgeRisk")["status"] == "False"  # Recreate
+    assert condition(obj, "AdapterValidated")["status"] == "True"
+    assert condition(obj, "Patched")["status"] == "True"
+    assert condition(obj, "RolledOut")["reason"] == "RollingOut"
+    assert condition(obj, "GPUSurgeRisk")["status"] == "False"  # Recreate
     plain_obj = serving(api, ns, "go-plain")
-    assert cond(plain_obj, "GPUSurgeRisk")["status"] == "True"  # GPU + default maxSurge 25%
-    assert "maxSurge 0" in cond(plain_obj, "GPUSurgeRisk")["message"]
+    assert condition(plain_obj, "GPUSurgeRisk")["status"] == "True"  # GPU + default maxSurge 25%
+    assert "maxSurge 0" in condition(plain_obj, "GPUSurgeRisk")["message"]
     table = cluster.kubectl("get", "as", "-n", ns).stdout
     assert "go-adapter" in table and "ms-decode,ms-prefill" in table and "RollingOut" in table
     # Patched but not rolled out: not Ready, with the rollout as the reason; kstatus InProgress,
     # and a script's `kubectl wait --for=condition=Ready` keeps waiting.
-    assert cond(obj, "Ready")["status"] == "False" and cond(obj, "Ready")["reason"] == "RollingOut"
+    assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Ready")["reason"] == "RollingOut"
     assert kstatus(obj) == "InProgress" and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     kubectl_wait_times_out(cluster, "adapterserving", "go-adapter", ns)
     assert not any(k.startswith("kopf.zalando.org") or k.startswith("golora.dev/last-handled")
@@ -490,17 +484,17 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
         obj = wait_phase(api, ns, "go-adapter", "Serving", timeout=ROLLOUT)
         plain_obj = wait_phase(api, ns, "go-plain", "Serving", timeout=ROLLOUT)
         wait_settled(api, ns, *names)
-    assert cond(obj, "RolledOut")["status"] == "True" and cond(obj, "Serving")["status"] == "True"
-    assert cond(obj, "Serving")["reason"] == "Listed"
+    assert condition(obj, "RolledOut")["status"] == "True" and condition(obj, "Serving")["status"] == "True"
+    assert condition(obj, "Serving")["reason"] == "Listed"
     # Served on every target: Ready, kubectl wait returns, kstatus Current (InProgress before).
-    assert cond(obj, "Ready")["status"] == "True"
+    assert condition(obj, "Ready")["status"] == "True"
     kubectl_wait_ready(cluster, "adapterserving", "go-adapter", ns)
     kubectl_wait_ready(cluster, "as", "go-plain", ns)
     recorder.stop()
     assert kstatus(serving(api, ns, "go-adapter")) == "Current"
     recorder.check()
     assert all(t["served"] is True and t["rolledOut"] for t in obj["status"]["targets"])
-    assert "ms-decode: go-adapter listed by GET /v1/models on 1 endpoint(s)" in cond(obj, "Serving")["message"]
+    assert "ms-decode: go-adapter listed by GET /v1/models on 1 endpoint(s)" in condition(obj, "Serving")["message"]
     assert all(t["served"] is True for t in plain_obj["status"]["targets"])
     for n in ("ms-decode", "ms-prefill"):
         assert_rolled_out_by_controller(api, ns, n, old_rs[n], old_pods[n], events)
@@ -513,14 +507,14 @@ def test_llmd_pair_and_plain_deployment_patched_then_served(api, namespace, oper
     create_deployment(api, ns, static_models_server(api, ns, "static"))
     create_serving(api, ns, "go-static", "go-static", training="go-adapter", deployments=["static"])
     obj = wait_cond(api, ns, "go-static", "Serving", "False", "NotListed", timeout=ROLLOUT)
-    assert "go-static not listed by GET /v1/models at http://10.88." in cond(obj, "Serving")["message"]
+    assert "go-static not listed by GET /v1/models at http://10.88." in condition(obj, "Serving")["message"]
     assert "--enable-lora" in container(dep_dict(api, ns, "static"))["args"]
     assert obj["status"]["phase"] == "RolledOut"
 
     # No pods (scaled to 0): rolled out, but nobody to ask -> Serving Unknown with that reason.
     apps(api).patch_namespaced_deployment_scale("vllm", ns, {"spec": {"replicas": 0}})
     obj = wait_cond(api, ns, "go-plain", "Serving", "Unknown", "NoReadyPods", timeout=ROLLOUT)
-    assert "no ready pods" in cond(obj, "Serving")["message"]
+    assert "no ready pods" in condition(obj, "Serving")["message"]
     assert obj["status"]["phase"] == "RolledOut"
 
 
@@ -542,7 +536,7 @@ def test_two_servings_merge_rank_and_delete_removes_exactly_one(api, namespace, 
     wait_phase(api, ns, "small", "RollingOut")
     create_serving(api, ns, "big", "go-big", training="big", deployments=["vllm"])
     obj = wait_phase(api, ns, "big", "RollingOut")
-    assert cond(obj, "GPUSurgeRisk")["status"] == "False"  # maxSurge 0
+    assert condition(obj, "GPUSurgeRisk")["status"] == "False"  # maxSurge 0
 
     dep = dep_dict(api, ns, "vllm")
     args = container(dep)["args"]
@@ -559,10 +553,10 @@ def test_two_servings_merge_rank_and_delete_removes_exactly_one(api, namespace, 
     assert obj["status"]["targets"][0]["adapters"] == ["go-big", "go-small"]
 
     # Delete the rank-24 one: only its entry goes; the rank drops back to 16.
-    custom(api).delete_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings", "big")
+    delete_cr(api, ns, "adapterservings", "big")
     wait_for(lambda: "go-big" not in json.dumps(container(dep_dict(api, ns, "vllm"))["args"]), what="go-big removed")
-    wait_for(lambda: not [o for o in custom(api).list_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings")
-                          ["items"] if o["metadata"]["name"] == "big"], what="finalizer released")
+    wait_for(lambda: not [o for o in list_crs(api, ns, "adapterservings") if o["metadata"]["name"] == "big"],
+             what="finalizer released")
     dep = dep_dict(api, ns, "vllm")
     args = container(dep)["args"]
     assert [m if isinstance(m, str) else m["name"] for m in lora_modules(dep)] == ["mine", "go-small"]
@@ -573,7 +567,7 @@ def test_two_servings_merge_rank_and_delete_removes_exactly_one(api, namespace, 
     assert all(t["served"] is True for t in obj["status"]["targets"])
 
     # Delete the last one: the Deployment's pod template is exactly what the user wrote.
-    custom(api).delete_namespaced_custom_object(GROUP, VERSION, ns, "adapterservings", "small")
+    delete_cr(api, ns, "adapterservings", "small")
     wait_for(lambda: sv.ANNOTATION not in (dep_dict(api, ns, "vllm")["metadata"].get("annotations") or {}),
              what="golora's annotation removed")
     dep = dep_dict(api, ns, "vllm")
@@ -595,20 +589,20 @@ def test_refusals_write_nothing(api, namespace, operator, node_agent):
 
     create_serving(api, ns, "collapsed", "go-collapsed", training="collapsed", deployments=["vllm"])
     obj = wait_phase(api, ns, "collapsed", "Failed")
-    c = cond(obj, "AdapterValidated")
+    c = condition(obj, "AdapterValidated")
     assert c["status"] == "False" and c["reason"] == "QualityGateNotPassed"
     assert "DegenerateOutput" in c["message"] and "requireQualityGate" in c["message"]
 
     create_serving(api, ns, "llama", "go-llama", training="llama", deployments=["vllm"])
     obj = wait_phase(api, ns, "llama", "Failed")
-    c = cond(obj, "Patched")
+    c = condition(obj, "Patched")
     assert c["status"] == "False" and c["reason"] == "BaseModelMismatch"
     assert "meta-llama/Llama-3.1-8B-Instruct" in c["message"] and QWEN_AWQ in c["message"]
 
     create_serving(api, ns, "nocontainer", "go-x", training="good", deployments=["other"])
     obj = wait_phase(api, ns, "nocontainer", "Failed")
-    assert cond(obj, "Patched")["reason"] == "ContainerNotFound" and "'vllm' does not exist" in \
-        cond(obj, "Patched")["message"]
+    assert condition(obj, "Patched")["reason"] == "ContainerNotFound" and "'vllm' does not exist" in \
+        condition(obj, "Patched")["message"]
 
     assert dep_dict(api, ns, "vllm")["metadata"]["resourceVersion"] == rv
     ev = wait_for(lambda: [e for e in kubernetes.client.CoreV1Api(api).list_namespaced_event(ns).items
@@ -622,7 +616,7 @@ def test_refusals_write_nothing(api, namespace, operator, node_agent):
     rv = dep_dict(api, ns, "vllm")["metadata"]["resourceVersion"]
     create_serving(api, ns, "second", "go-adapter", training="good", deployments=["vllm"])
     obj = wait_phase(api, ns, "second", "Failed")
-    c = cond(obj, "Patched")
+    c = condition(obj, "Patched")
     assert c["reason"] == "DuplicateServedName" and "AdapterServing 'first'" in c["message"]
     assert dep_dict(api, ns, "vllm")["metadata"]["resourceVersion"] == rv
 
@@ -640,7 +634,7 @@ def test_target_not_found_then_appears_and_training_change_repatches(api, namesp
     create_serving(api, ns, "go-adapter", "go-adapter", training="go-adapter", deployments=["vllm"])
     obj = wait_phase(api, ns, "go-adapter", "Pending")
     obj = wait_cond(api, ns, "go-adapter", "Patched", "False", "TargetNotFound")
-    assert "Deployment vllm not found" in cond(obj, "Patched")["message"]
+    assert "Deployment vllm not found" in condition(obj, "Patched")["message"]
 
     create_deployment(api, ns, vllm_deployment("vllm", command=["vllm", "serve"], args=[QWEN_AWQ]))
     wait_phase(api, ns, "go-adapter", "RollingOut", "RolledOut", "Serving")
@@ -679,7 +673,7 @@ def test_explicit_adapter_path_is_checked_by_a_validation_job(api, namespace, op
 
     create_serving(api, ns, "manual", "go-manual", adapterPath="adapters/manual", deployments=["vllm"])
     obj = wait_phase(api, ns, "manual", "RollingOut")
-    assert cond(obj, "AdapterValidated")["reason"] == "FilesValidated"
+    assert condition(obj, "AdapterValidated")["reason"] == "FilesValidated"
     assert obj["status"]["adapterCheck"]["ok"] is True and obj["status"]["adapter"]["rank"] == 64
     args = container(dep_dict(api, ns, "vllm"))["args"]
     assert args[args.index("--max-lora-rank") + 1] == "64"
@@ -687,7 +681,7 @@ def test_explicit_adapter_path_is_checked_by_a_validation_job(api, namespace, op
 
     create_serving(api, ns, "dora", "go-dora", adapterPath="adapters/dora", deployments=["vllm"])
     obj = wait_phase(api, ns, "dora", "Failed")
-    c = cond(obj, "AdapterValidated")
+    c = condition(obj, "AdapterValidated")
     assert c["reason"] == "InvalidAdapter" and "DoRA" in c["message"]
     assert "go-dora" not in json.dumps(container(dep_dict(api, ns, "vllm"))["args"])
     assert dep_dict(api, ns, "vllm")["metadata"]["generation"] == generation  # refused: no write

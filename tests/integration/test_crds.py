@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.kube_helpers import create_cr
+
 pytestmark = pytest.mark.cluster
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
@@ -124,15 +126,12 @@ def test_invalid_specs_are_rejected_with_a_clear_message(cluster, namespace, kin
 def test_unknown_fields_rejected_by_kubectl_and_pruned_otherwise(cluster, namespace, api):
     """Decision: kubectl's default strict field validation rejects typos; a client that
     skips validation gets unknown fields pruned (never silently honoured)."""
-    import kubernetes
-
     obj = sample("godataset")
     obj["spec"]["filters"]["minLine"] = 3  # typo of minLines
     out = apply(cluster, namespace, obj)
     assert out.returncode != 0 and 'unknown field "spec.filters.minLine"' in out.stderr
 
-    custom = kubernetes.client.CustomObjectsApi(api)
     obj["metadata"]["name"] = "pruned"
-    created = custom.create_namespaced_custom_object("golora.dev", "v1alpha1", namespace, "godatasets", obj)
+    created = create_cr(api, namespace, obj)
     assert "minLine" not in created["spec"]["filters"]
     assert created["spec"]["filters"]["minLines"] == 5

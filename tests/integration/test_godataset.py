@@ -10,10 +10,18 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready
+from tests.kube_helpers import (
+    FINISHED,
+    condition,
+    create_cr,
+    delete_cr,
+    get_cr,
+    list_crs,
+    patch_cr,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.cluster
-
-GDS = ("golora.dev", "v1alpha1")
 
 
 def gds(name: str, sources: list[dict], **spec) -> dict:
@@ -21,17 +29,8 @@ def gds(name: str, sources: list[dict], **spec) -> dict:
             "spec": {"sources": sources, **spec}}
 
 
-def custom(api):
-    return kubernetes.client.CustomObjectsApi(api)
-
-
-def get(api, ns, name):
-    return custom(api).get_namespaced_custom_object(*GDS, ns, "godatasets", name)
-
-
-def wait_phase(api, ns, name, phases=("Succeeded", "Failed"), timeout=60):
-    return wait_for(lambda: (o := get(api, ns, name)).get("status", {}).get("phase") in phases and o,
-                    timeout=timeout, what=f"{name} in {phases}")
+def wait_phase(api, ns, name, phases=FINISHED, timeout=60):
+    return wait_for_phase(api, ns, "godatasets", name, phases, timeout=timeout)
 
 
 def jobs(api, ns, name):
@@ -39,13 +38,9 @@ def jobs(api, ns, name):
         ns, label_selector=f"golora.dev/kind=GoDataset,golora.dev/name={name}").items
 
 
-def cond(obj, type_):
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
 def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, operator, node_agent):
     with Recorder(api, namespace, "godatasets", "fixture") as recorder:
-        custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+        create_cr(api, namespace, gds(
             "fixture", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}], split={"evalFraction": 0.0}))
         # What a script or pipeline waits on: returns once the dataset is written.
         kubectl_wait_ready(cluster, "godataset", "fixture", namespace)
@@ -61,7 +56,7 @@ def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, oper
     assert result["dropped"] == {"directiveOnly": 1, "generated": 1, "test": 1, "tooShort": 1, "vendor": 1}
     assert result["sources"][0]["license"] == "MIT"
     assert result["digest"].startswith("sha256:")
-    assert cond(obj, "Ready")["status"] == "True" and cond(obj, "Extracted")["reason"] == "Extracted"
+    assert condition(obj, "Ready")["status"] == "True" and condition(obj, "Extracted")["reason"] == "Extracted"
     # The worker's log, through the apiserver's pods/log proxy to the node's kubelet port.
     logs = cluster.kubectl("logs", f"job/{obj['status']['jobName']}", "-n", namespace)
     assert "golora-extract:" in logs.stdout, logs.stdout
@@ -94,17 +89,17 @@ def test_pvc_fixture_tree_to_succeeded_with_counts(cluster, api, namespace, oper
 
 
 def test_missing_path_and_unreachable_git_fail_with_actionable_message(cluster, api, namespace, operator, node_agent):
-    custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+    create_cr(api, namespace, gds(
         "nopath", [{"name": "fx", "pvc": {"claimName": "fixture-src", "path": "does/not/exist"}}]))
-    custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+    create_cr(api, namespace, gds(
         "nogit", [{"name": "remote", "git": {"url": "https://127.0.0.1:9/nothing.git", "revision": "v1.0.0"}}]))
     nopath = wait_phase(api, namespace, "nopath")
     assert nopath["status"]["phase"] == "Failed"
-    assert cond(nopath, "Ready")["reason"] == "SourceNotFound"
+    assert condition(nopath, "Ready")["reason"] == "SourceNotFound"
     assert "does/not/exist" in nopath["status"]["message"]
     nogit = wait_phase(api, namespace, "nogit")
     assert nogit["status"]["phase"] == "Failed"
-    assert cond(nogit, "Extracted")["reason"] == "SourceFetchFailed"
+    assert condition(nogit, "Extracted")["reason"] == "SourceFetchFailed"
     assert "127.0.0.1:9" in nogit["status"]["message"]
     # Nothing half-written on the store.
     store = node_agent.claim_dir(namespace, "golora-store")
@@ -112,32 +107,32 @@ def test_missing_path_and_unreachable_git_fail_with_actionable_message(cluster, 
 
 
 def test_spec_change_makes_a_new_dataset_and_delete_removes_jobs(cluster, api, namespace, operator, node_agent):
-    custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+    create_cr(api, namespace, gds(
         "evolving", [{"name": "fx", "pvc": {"claimName": "fixture-src"}}]))
     first = wait_phase(api, namespace, "evolving")
     assert first["status"]["result"]["pairsKept"] == 3
-    custom(api).patch_namespaced_custom_object(*GDS, namespace, "godatasets", "evolving",
-                                               {"spec": {"filters": {"includeTests": True}}})
-    second = wait_for(lambda: (o := get(api, namespace, "evolving"))["status"].get("jobName") == "evolving-gds-g2-a1"
-                      and o["status"].get("phase") == "Succeeded" and o, what="generation 2 dataset")
+    patch_cr(api, namespace, "godatasets", "evolving", {"spec": {"filters": {"includeTests": True}}})
+    second = wait_for(lambda: (o := get_cr(api, namespace, "godatasets", "evolving"))["status"].get("jobName")
+                      == "evolving-gds-g2-a1" and o["status"].get("phase") == "Succeeded" and o,
+                      what="generation 2 dataset")
     assert second["status"]["result"]["pairsKept"] == 4  # + TestArea
-    assert cond(second, "Ready")["observedGeneration"] == 2
+    assert condition(second, "Ready")["observedGeneration"] == 2
     assert [j.metadata.name for j in jobs(api, namespace, "evolving")] == ["evolving-gds-g2-a1"]
 
     core = kubernetes.client.CoreV1Api(api)
     pods = lambda: core.list_namespaced_pod(namespace, label_selector="golora.dev/name=evolving").items  # noqa: E731
     assert pods(), "the Job controller's pod is still there"
-    custom(api).delete_namespaced_custom_object(*GDS, namespace, "godatasets", "evolving")
+    delete_cr(api, namespace, "godatasets", "evolving")
     # No golora code deletes them: the garbage collector follows the ownerReferences.
     wait_for(lambda: not jobs(api, namespace, "evolving"), what="jobs deleted by the garbage collector")
     wait_for(lambda: not pods(), what="pods deleted by the garbage collector")
-    wait_for(lambda: not custom(api).list_namespaced_custom_object(*GDS, namespace, "godatasets")["items"],
+    wait_for(lambda: not list_crs(api, namespace, "godatasets"),
              what="GoDataset gone (finalizer released)")
 
 
 def test_standard_library_dataset(cluster, api, namespace, operator, node_agent):
     """The real thing: the Go toolchain's own standard library through a pvc source."""
-    custom(api).create_namespaced_custom_object(*GDS, namespace, "godatasets", gds(
+    create_cr(api, namespace, gds(
         "stdlib", [{"name": "stdlib", "pvc": {"claimName": "go-src", "path": "src"}}]))
     obj = wait_phase(api, namespace, "stdlib", timeout=180)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from tests.conftest import wait_for
+from tests.kube_helpers import create_cr, get_cr, wait_for_phase
 
 pytestmark = pytest.mark.cluster
 
-G = ("golora.dev", "v1alpha1")
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 
 
@@ -93,10 +93,8 @@ def test_git_url_with_shell_syntax_is_just_a_url_that_fails(cluster, api, namesp
     url = f"https://127.0.0.1:9/repo;touch${{IFS}}{marker};`touch${{IFS}}{marker}`"
     obj = {"apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": "sneaky"},
            "spec": {"sources": [{"name": "x", "git": {"url": url, "revision": "v1.0.0"}}]}}
-    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(*G, namespace, "godatasets", obj)
-    done = wait_for(lambda: (o := kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *G, namespace, "godatasets", "sneaky")).get("status", {}).get("phase") == "Failed" and o, timeout=60,
-        what="Failed")
+    create_cr(api, namespace, obj)
+    done = wait_for_phase(api, namespace, "godatasets", "sneaky", ("Failed",))
     assert any(c["reason"] == "SourceFetchFailed" for c in done["status"]["conditions"])
     assert not marker.exists()
     job = kubernetes.client.BatchV1Api(api).list_namespaced_job(namespace).items[0]
@@ -121,8 +119,7 @@ def test_status_written_by_a_user_is_ignored_or_forbidden(cluster, api, namespac
     obj["status"] = {"phase": "Succeeded", "conditions": [{"type": "QualityGatePassed", "status": "True",
                                                            "reason": "Passed", "message": "trust me"}]}
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj))
-    stored = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *G, namespace, "loratrainings", "go-adapter")
+    stored = get_cr(api, namespace, "loratrainings", "go-adapter")
     assert not any(c.get("message") == "trust me" for c in (stored.get("status") or {}).get("conditions", []))
 
     rbac = kubernetes.client.RbacAuthorizationV1Api(api)

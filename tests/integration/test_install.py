@@ -30,11 +30,20 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, wait_for
+from tests.integration.status_conventions import ready_now
+from tests.kube_helpers import (
+    create_cr,
+    delete_cr,
+    get_cr,
+    install_operator_identity,
+    list_crs,
+    make_condition,
+    patch_cr_status,
+)
 
 MANIFESTS = REPO / "manifests"
 KUSTOMIZATIONS = sorted(p.parent for p in MANIFESTS.rglob("kustomization.yaml"))
 OPERATOR_USER = "golora-operator-under-test"  # a plain User bound to the install ClusterRole
-GDS = ("golora.dev", "v1alpha1")
 
 cluster_test = pytest.mark.cluster
 
@@ -233,19 +242,8 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 @cluster_test
 def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespace, operator, node_agent, tmp_path):
-    # The install, for real (as docs/install.md says), then its ClusterRole bound to a plain
-    # User: client-certificate users cannot be ServiceAccounts, the rules are the same.
-    cluster.kubectl("apply", "--server-side", "--field-manager=golora-install", "-k", str(MANIFESTS / "install"))
-    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
-    try:
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": OPERATOR_USER},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "golora-operator"},
-            "subjects": [{"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}]})
-    except kubernetes.client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    kubeconfig = cluster.write_kubeconfig(OPERATOR_USER, [], tmp_path / "operator.kubeconfig")
+    # The install, for real, then its ClusterRole bound to a plain User.
+    kubeconfig = install_operator_identity(cluster, api, OPERATOR_USER, tmp_path / "operator.kubeconfig")
 
     # Not more than needed: what the operator must never be able to do.
     ns = ["-n", namespace]
@@ -266,7 +264,7 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
 
     # The real proof: the image's entrypoint with that identity only, one GoDataset end to end
     # (the session's admin operator steps aside meanwhile: two operators would both handle it).
-    crs, apps = kubernetes.client.CustomObjectsApi(api), kubernetes.client.AppsV1Api(api)
+    apps = kubernetes.client.AppsV1Api(api)
     operator.stop()
     try:
         with OperatorSubprocess(kubeconfig, tmp_path / "operator.log") as op:
@@ -278,7 +276,7 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
 
             # The reference lab in miniature: a dataset, the llm-d model servers of
             # llm-d-example.yaml, a trained adapter, and the sample AdapterServing.
-            crs.create_namespaced_custom_object(*GDS, namespace, "godatasets", {
+            create_cr(api, namespace, {
                 "apiVersion": "golora.dev/v1alpha1", "kind": "GoDataset", "metadata": {"name": "rbac"},
                 "spec": {"sources": [{"name": "fx", "pvc": {"claimName": "fixture-src"}}],
                          "split": {"evalFraction": 0.0}}})
@@ -286,13 +284,13 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
             for dep in servers:
                 dep["metadata"]["namespace"] = namespace
                 apps.create_namespaced_deployment(namespace, dep)
-            crs.create_namespaced_custom_object(*GDS, namespace, "loratrainings", {
+            create_cr(api, namespace, {
                 "apiVersion": "golora.dev/v1alpha1", "kind": "LoraTraining", "metadata": {"name": "go-adapter"},
                 "spec": {"baseModel": {"name": "Qwen/Qwen2.5-7B-Instruct"}, "datasetRef": {"name": "absent"},
                          "lora": {"r": 16}}})
 
-            obj = until(lambda: (o := crs.get_namespaced_custom_object(*GDS, namespace, "godatasets", "rbac"))
-                        .get("status", {}).get("phase") in ("Succeeded", "Failed") and o,
+            obj = until(lambda: (o := get_cr(api, namespace, "godatasets", "rbac")).get("status", {}).get("phase")
+                        in ("Succeeded", "Failed") and o,
                         "GoDataset finished under the install ClusterRole")
             assert obj["status"]["phase"] == "Succeeded", (obj["status"], op.output()[-3000:])
             assert obj["status"]["result"]["pairsKept"] == 3
@@ -301,17 +299,16 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
 
             # The training waits for its (absent) dataset; then it "succeeds" as the trainer
             # and the operator would have written it, so the adapter can be served.
-            waiting = until(lambda: (o := crs.get_namespaced_custom_object(*GDS, namespace, "loratrainings",
-                                                                          "go-adapter")).get("status", {})
+            waiting = until(lambda: (o := get_cr(api, namespace, "loratrainings", "go-adapter")).get("status", {})
                             .get("phase") == "Pending" and o, "LoraTraining handled")
-            crs.patch_namespaced_custom_object_status(*GDS, namespace, "loratrainings", "go-adapter", {"status": {
+            patch_cr_status(api, namespace, "loratrainings", "go-adapter", {
                 "phase": "Succeeded", "message": "adapter ready", "conditions": [
-                    {"type": t, "status": "True", "reason": r, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                    make_condition(t, "True", r)
                     for t, r in (("Accepted", "Valid"), ("Succeeded", "AdapterReady"), ("QualityGatePassed", "Passed"))],
                 "result": {"adapterPath": f"adapters/{namespace}/go-adapter", "rank": 16,
-                           "baseModel": "Qwen/Qwen2.5-7B-Instruct", "qualityGate": {"passed": True, "reason": "Passed"}}}})
+                           "baseModel": "Qwen/Qwen2.5-7B-Instruct", "qualityGate": {"passed": True, "reason": "Passed"}}})
             sample = yaml.safe_load((MANIFESTS / "samples" / "adapterserving.yaml").read_text())
-            crs.create_namespaced_custom_object(*GDS, namespace, "adapterservings", sample)
+            create_cr(api, namespace, sample)
 
             def lora_args() -> list[list[str]]:
                 out = []
@@ -322,12 +319,11 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
                 return out
 
             until(lambda: all("--enable-lora" in args for args in lora_args()), "both llm-d roles patched")
-            rolling = until(lambda: (o := crs.get_namespaced_custom_object(*GDS, namespace, "adapterservings",
-                                                                          "go-adapter")).get("status", {})
+            rolling = until(lambda: (o := get_cr(api, namespace, "adapterservings", "go-adapter")).get("status", {})
                             .get("phase") == "RollingOut" and o, "AdapterServing RollingOut")
             # Deleting it: the operator takes exactly its part out again, then releases the finalizer.
-            crs.delete_namespaced_custom_object(*GDS, namespace, "adapterservings", "go-adapter")
-            until(lambda: not crs.list_namespaced_custom_object(*GDS, namespace, "adapterservings")["items"],
+            delete_cr(api, namespace, "adapterservings", "go-adapter")
+            until(lambda: not list_crs(api, namespace, "adapterservings"),
                   "AdapterServing deleted")
             assert lora_args() == [d["spec"]["template"]["spec"]["containers"][0]["args"] for d in servers]
 
@@ -598,9 +594,8 @@ def cr(kind: str, generation: int = 1, **status: Any) -> dict[str, Any]:
 
 
 def cond(type_: str, status: str, reason: str = "Reason", message: str = "", generation: int = 1) -> dict[str, Any]:
-    """A condition as golora writes it (valid for metav1.Condition)."""
-    return {"type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": generation}
+    """A condition about generation 1 unless told (the objects' generation in these cases)."""
+    return make_condition(type_, status, reason, message, generation)
 
 
 def ready(status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
@@ -690,15 +685,6 @@ def test_argocd_health_scripts(kind, obj, status, message):
     assert health(kind, obj) == (status, message)
 
 
-def ready_now(obj: dict[str, Any]) -> bool:
-    """Ready=True about the object's current spec (what kubectl wait and kstatus accept)."""
-    st, gen = obj.get("status") or {}, obj["metadata"].get("generation")
-    if st.get("observedGeneration") != gen:
-        return False
-    return any(x["type"] == "Ready" and x["status"] == "True" and x.get("observedGeneration", gen) == gen
-               for x in st.get("conditions") or [])
-
-
 @pytest.mark.skipif(LUA is None, reason="lupa (a Lua runtime from PyPI) is not installed")
 def test_argocd_health_agrees_with_ready():
     """Healthy exactly when Ready=True for the current generation, in every case above; the
@@ -718,9 +704,7 @@ def _dockerfile(path: str) -> str:
 
 @pytest.mark.parametrize("path", ["Dockerfile", "extractor/Dockerfile", "trainer_image/Dockerfile"])
 def test_dockerfiles_are_pinned_and_non_root(path):
-    if not (REPO / path).exists():
-        pytest.skip(f"{path} not written yet")
-    text = _dockerfile(path)
+    text = _dockerfile(path)  # a missing Dockerfile fails here
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
     for image in re.findall(r"^FROM\s+(\S+)", text, re.M):
         image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
@@ -738,7 +722,6 @@ def test_images_run_the_install_steps_ci_runs():
     # The Python install: CI installs '.[dev,train]'; the operator image '.', the trainer '.[train]'.
     assert "pip install -q -e '.[dev,train]'" in makefile
     assert re.search(r"pip install [^\n]*--no-cache-dir[^\n]* \.(\s|$)", _dockerfile("Dockerfile"))
-    trainer = REPO / "trainer_image" / "Dockerfile"
-    if trainer.exists():
-        assert ".[train]" in trainer.read_text()
-        assert go_build.search(trainer.read_text())
+    trainer = _dockerfile("trainer_image/Dockerfile")
+    assert ".[train]" in trainer
+    assert go_build.search(trainer)

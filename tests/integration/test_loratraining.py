@@ -11,28 +11,14 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.integration.status_conventions import Recorder, kstatus, kubectl_wait_ready, kubectl_wait_times_out
+from tests.kube_helpers import condition, create_cr, get_cr, wait_for_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.train]
-
-G = ("golora.dev", "v1alpha1")
-
-
-def custom(api):
-    return kubernetes.client.CustomObjectsApi(api)
-
-
-def get(api, ns, plural, name):
-    return custom(api).get_namespaced_custom_object(*G, ns, plural, name)
-
-
-def cond(obj, type_):
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def finished(api, ns, name, *, timeout):
     """The LoraTraining once its phase is Succeeded or Failed."""
-    return wait_for(lambda: (o := get(api, ns, "loratrainings", name)).get("status", {}).get("phase")
-                    in ("Succeeded", "Failed") and o, timeout=timeout, interval=0.5, what=f"{name} finished")
+    return wait_for_phase(api, ns, "loratrainings", name, timeout=timeout, interval=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -67,35 +53,36 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
         cluster, api, namespace, operator, node_agent, tiny_base):
     model = put_model(node_agent, namespace, tiny_base)
     recorder = Recorder(api, namespace, "loratrainings", "go-adapter").start()
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("go-adapter", model))
-    waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "go-adapter"))
-                       and cond(o, "DatasetReady") and o, what="DatasetReady condition")
-    assert cond(waiting, "DatasetReady")["status"] == "False"
-    assert cond(waiting, "DatasetReady")["reason"] == "DatasetNotFound"
+    create_cr(api, namespace, training("go-adapter", model))
+    waiting = wait_for(lambda: (o := get_cr(api, namespace, "loratrainings", "go-adapter"))
+                       and condition(o, "DatasetReady") and o, what="DatasetReady condition")
+    assert condition(waiting, "DatasetReady")["status"] == "False"
+    assert condition(waiting, "DatasetReady")["reason"] == "DatasetNotFound"
     # Not Ready, and why: the dataset; kstatus InProgress; `kubectl wait` keeps waiting.
-    assert (cond(waiting, "Ready")["status"], cond(waiting, "Ready")["reason"]) == ("False", "DatasetNotFound")
+    ready = condition(waiting, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DatasetNotFound")
     assert kstatus(waiting) == "InProgress"
     kubectl_wait_times_out(cluster, "loratraining", "go-adapter", namespace)
     assert waiting["status"]["phase"] == "Pending" and "GoDataset stdlib not found" in waiting["status"]["message"]
     assert not kubernetes.client.BatchV1Api(api).list_namespaced_job(
         namespace, label_selector="golora.dev/kind=LoraTraining").items
 
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset())
+    create_cr(api, namespace, stdlib_dataset())
     seen_progress: list[dict] = []
 
-    def finished():
-        obj = get(api, namespace, "loratrainings", "go-adapter")
+    def finished_recording_progress():
+        obj = get_cr(api, namespace, "loratrainings", "go-adapter")
         status = obj.get("status", {})
         if status.get("phase") == "Running" and (status.get("progress") or {}).get("step"):
             seen_progress.append(status["progress"])
         return status.get("phase") in ("Succeeded", "Failed") and obj
 
-    done = wait_for(finished, timeout=400, interval=0.5, what="training finished")
+    done = wait_for(finished_recording_progress, timeout=400, interval=0.5, what="training finished")
     status = done["status"]
     assert status["phase"] == "Succeeded", status
     # Adapter written and gate passed: Ready; kubectl wait returns; kstatus Current at the end,
     # InProgress while it waited for the dataset and trained.
-    assert cond(done, "Ready")["status"] == "True" and cond(done, "Ready")["reason"] == "AdapterReady"
+    assert condition(done, "Ready")["status"] == "True" and condition(done, "Ready")["reason"] == "AdapterReady"
     kubectl_wait_ready(cluster, "loratraining", "go-adapter", namespace)
     kubectl_wait_ready(cluster, "godataset", "stdlib", namespace)
     every = cluster.kubectl("wait", "--for=condition=Ready", "golora", "--all", "-n", namespace, "--timeout=30s")
@@ -110,11 +97,11 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
     assert result["evalLoss"] < result["baseEvalLoss"]
     assert result["adapterPath"] == f"adapters/{namespace}/go-adapter"
     assert result["precision"] == "fp32" and status["expectedPrecision"] == "fp32"
-    assert cond(done, "QualityGatePassed")["status"] == "True"
+    assert condition(done, "QualityGatePassed")["status"] == "True"
     gate = result["qualityGate"]  # golora-extract check ran in the gate, on the base and on the adapter
     assert gate["adapter"]["goParseRate"] is not None and gate["base"]["goParseRate"] is not None
     assert gate["comparison"].startswith("parse ") and result["goParseRate"] == gate["adapter"]["goParseRate"]
-    assert cond(done, "Succeeded")["status"] == "True"
+    assert condition(done, "Succeeded")["status"] == "True"
     assert [a["outcome"] for a in status["attempts"]] == ["Succeeded"]
     from golora.vllm import validate_adapter_dir
 
@@ -127,9 +114,9 @@ def test_waits_for_dataset_then_trains_to_succeeded_with_live_progress(
 def test_out_of_memory_is_retried_with_half_the_micro_batch(cluster, api, namespace, operator, node_agent, tiny_base):
     """Fault injection: the trainer raises CUDA's OOM error for micro-batches above 2."""
     model = put_model(node_agent, namespace, tiny_base)
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
+    create_cr(api, namespace, stdlib_dataset(max_pairs=200))
     with node_agent.env(GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH="2"):
-        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
+        create_cr(api, namespace, training(
             "oom", model, microBatchSize=8, effectiveBatchSize=8, maxSteps=4))
         done = finished(api, namespace, "oom", timeout=400)
     status = done["status"]
@@ -153,19 +140,20 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
     # Waiting for a dataset that does not exist yet, the precision the T4 implies is already shown.
     early = training("early", "models/none", dataset="later")
     early["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", early)
-    waiting = wait_for(lambda: (o := get(api, namespace, "loratrainings", "early")).get("status", {})
+    create_cr(api, namespace, early)
+    waiting = wait_for(lambda: (o := get_cr(api, namespace, "loratrainings", "early")).get("status", {})
                        .get("expectedPrecision") and o, what="expectedPrecision while waiting for the dataset")
-    assert waiting["status"]["expectedPrecision"] == "fp16" and cond(waiting, "DatasetReady")["status"] == "False"
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
+    assert waiting["status"]["expectedPrecision"] == "fp16"
+    assert condition(waiting, "DatasetReady")["status"] == "False"
+    create_cr(api, namespace, stdlib_dataset(max_pairs=50))
     lt = training("t4", "models/none")
     lt["spec"]["placement"] = {"gpuProduct": "Tesla-T4", "gpus": 1}
     lt["spec"]["quantization"] = {"type": "nf4"}
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
-    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "t4")) and cond(o, "Scheduled")
-                   and cond(o, "Scheduled")["status"] == "False" and o, timeout=120, what="Scheduled=False")
+    create_cr(api, namespace, lt)
+    obj = wait_for(lambda: (o := get_cr(api, namespace, "loratrainings", "t4")) and condition(o, "Scheduled")
+                   and condition(o, "Scheduled")["status"] == "False" and o, timeout=120, what="Scheduled=False")
     assert obj["status"]["expectedPrecision"] == "fp16"  # a T4 is compute capability 7.5: no bf16
-    message = cond(obj, "Scheduled")["message"]
+    message = condition(obj, "Scheduled")["message"]
     assert message.startswith("0/3 nodes are available:"), message  # the real scheduler's message
     assert "1 Insufficient nvidia.com/gpu" in message and "didn't match Pod's node affinity/selector" in message
     assert obj["status"]["phase"] == "Pending" and "unschedulable" in obj["status"]["message"]
@@ -177,8 +165,9 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
     assert pod.containers[0].command == ["python", "-m", "golora_trainer", "run"]
     # The GPU is free again: the scheduler binds the waiting pod to the T4 at once.
     core.delete_namespaced_pod("prefill", namespace)
-    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "t4")) and cond(o, "Scheduled")["status"] == "True"
-                   and o, timeout=60, what="Scheduled=True once the GPU is free")
+    obj = wait_for(lambda: (o := get_cr(api, namespace, "loratrainings", "t4"))
+                   and condition(o, "Scheduled")["status"] == "True" and o,
+                   timeout=60, what="Scheduled=True once the GPU is free")
     pods = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items
     assert [p.spec.node_name for p in pods] == ["t4"]
 
@@ -186,11 +175,11 @@ def test_gpu_placement_expected_precision_and_unschedulable(cluster, api, namesp
 def test_killed_worker_resumes_from_its_last_checkpoint(cluster, api, namespace, operator, node_agent, tiny_base):
     """The node dies mid-training (the process is SIGKILLed): the next attempt resumes."""
     model = put_model(node_agent, namespace, tiny_base)
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=300))
+    create_cr(api, namespace, stdlib_dataset(max_pairs=300))
     with node_agent.env(GOLORA_PROGRESS_INTERVAL="0.5"):
-        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training(
+        create_cr(api, namespace, training(
             "killed", model, maxSteps=40, checkpointSteps=10, loggingSteps=2))
-        wait_for(lambda: ((get(api, namespace, "loratrainings", "killed").get("status") or {})
+        wait_for(lambda: ((get_cr(api, namespace, "loratrainings", "killed").get("status") or {})
                           .get("progress") or {}).get("step", 0) >= 12, timeout=300, interval=0.2,
                  what="training past step 10")
         assert node_agent.kill(namespace, "killed-lt-g1-a1") == 1
@@ -209,12 +198,12 @@ def test_oom_killed_pod_is_classified_from_the_pod_status(cluster, api, namespac
     """A memory limit the trainer cannot fit in: the kernel kills it (the node agent runs it in a
     memory cgroup) and the Pod says ``OOMKilled``; golora calls that OutOfMemory and retries with
     half the micro-batch, within retry.maxAttempts."""
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=50))
+    create_cr(api, namespace, stdlib_dataset(max_pairs=50))
     lt = training("tight", "models/none", microBatchSize=4)
     lt["spec"]["placement"]["resources"] = {"requests": {"cpu": "100m", "memory": "64Mi"},
                                             "limits": {"memory": "64Mi"}}
     lt["spec"]["retry"] = {"maxAttempts": 2}
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
+    create_cr(api, namespace, lt)
     done = finished(api, namespace, "tight", timeout=240)
     status = done["status"]
     assert [(a["attempt"], a["outcome"], a.get("microBatchSize")) for a in status["attempts"]] == \
@@ -225,8 +214,8 @@ def test_oom_killed_pod_is_classified_from_the_pod_status(cluster, api, namespac
 def test_operator_down_while_training_converges_without_a_second_job(
         cluster, api, namespace, operator, node_agent, tiny_base):
     model = put_model(node_agent, namespace, tiny_base)
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=200))
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", training("offline", model, maxSteps=10))
+    create_cr(api, namespace, stdlib_dataset(max_pairs=200))
+    create_cr(api, namespace, training("offline", model, maxSteps=10))
     batch = kubernetes.client.BatchV1Api(api)
     selector = "golora.dev/kind=LoraTraining,golora.dev/name=offline"
     wait_for(lambda: batch.list_namespaced_job(namespace, label_selector=selector).items, timeout=120,
@@ -235,7 +224,7 @@ def test_operator_down_while_training_converges_without_a_second_job(
     try:
         wait_for(lambda: (j := batch.list_namespaced_job(namespace, label_selector=selector).items)
                  and j[0].status.succeeded, timeout=300, what="training finished while the operator is down")
-        assert get(api, namespace, "loratrainings", "offline")["status"]["phase"] != "Succeeded"
+        assert get_cr(api, namespace, "loratrainings", "offline")["status"]["phase"] != "Succeeded"
     finally:
         operator.start()
     done = finished(api, namespace, "offline", timeout=60)
@@ -258,22 +247,22 @@ def test_two_nodes_train_together_and_a_killed_rank_resumes_from_the_checkpoint(
     Killing one rank's pod fails the attempt; the next resumes from the last checkpoint."""
     _needs_pod_dns(node_agent)
     model = put_model(node_agent, namespace, tiny_base)
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", stdlib_dataset(max_pairs=120))
+    create_cr(api, namespace, stdlib_dataset(max_pairs=120))
     lt = training("ddp", model, maxSteps=10, checkpointSteps=3, loggingSteps=1)
     lt["spec"]["placement"] = {"gpus": 0, "nodes": 2, "schedulingTimeoutSeconds": 120,
                                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}
     lt["spec"]["qualityGate"] = {"prompts": 3, "maxNewTokens": 32}
     core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
     with node_agent.env(GOLORA_PROGRESS_INTERVAL="0.5"):
-        custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
-        wait_for(lambda: ((get(api, namespace, "loratrainings", "ddp").get("status") or {})
+        create_cr(api, namespace, lt)
+        wait_for(lambda: ((get_cr(api, namespace, "loratrainings", "ddp").get("status") or {})
                           .get("progress") or {}).get("step", 0) >= 4, timeout=400, interval=0.2,
                  what="two ranks training past the step-3 checkpoint")
         pods = core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=ddp-lt-g1-a1").items
         assert len(pods) == 2 and len({p.spec.node_name for p in pods}) == 2, [p.spec.node_name for p in pods]
         assert sorted(p.spec.hostname for p in pods) == ["ddp-lt-g1-a1-0", "ddp-lt-g1-a1-1"]
-        obj = get(api, namespace, "loratrainings", "ddp")
-        assert cond(obj, "Scheduled")["status"] == "True" and "all 2" in cond(obj, "Scheduled")["message"]
+        obj = get_cr(api, namespace, "loratrainings", "ddp")
+        assert condition(obj, "Scheduled")["status"] == "True" and "all 2" in condition(obj, "Scheduled")["message"]
         assert node_agent.kill(namespace, "ddp-lt-g1-a1", index=1) == 1
         done = finished(api, namespace, "ddp", timeout=450)
     status = done["status"]
@@ -303,15 +292,15 @@ def test_nodes_that_cannot_all_be_placed_fail_unschedulable_and_release_the_plac
     lt["spec"]["placement"] = {"gpus": 0, "nodes": 2, "schedulingTimeoutSeconds": 15,
                                "nodeSelector": {"kubernetes.io/hostname": "golora-node"},
                                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}
-    custom(api).create_namespaced_custom_object(*G, namespace, "loratrainings", lt)
-    obj = wait_for(lambda: (o := get(api, namespace, "loratrainings", "gang")) and cond(o, "Scheduled")
-                   and cond(o, "Scheduled")["status"] == "False" and o, timeout=60, what="Scheduled=False")
-    assert cond(obj, "Scheduled")["message"].startswith("1 of 2 training pods scheduled; gang-lt-g1-a1-")
+    create_cr(api, namespace, lt)
+    obj = wait_for(lambda: (o := get_cr(api, namespace, "loratrainings", "gang")) and condition(o, "Scheduled")
+                   and condition(o, "Scheduled")["status"] == "False" and o, timeout=60, what="Scheduled=False")
+    assert condition(obj, "Scheduled")["message"].startswith("1 of 2 training pods scheduled; gang-lt-g1-a1-")
     done = finished(api, namespace, "gang", timeout=180)
     status = done["status"]
     assert [(a["attempt"], a["outcome"]) for a in status["attempts"]] == [(1, "Unschedulable")], status["message"]
     assert status["phase"] == "Failed"
-    msg = cond(done, "Succeeded")["message"]
+    msg = condition(done, "Succeeded")["message"]
     assert "not all 2 training pods could be scheduled within 15s" in msg and "anti-affinity" in msg, msg
     batch = kubernetes.client.BatchV1Api(api)
     wait_for(lambda: not batch.read_namespaced_job("gang-lt-g1-a1", namespace).status.active, timeout=60,

@@ -9,22 +9,12 @@ import kubernetes
 import pytest
 
 from tests.conftest import wait_for
+from tests.kube_helpers import condition, create_cr, get_cr, phase_of
 
 pytestmark = pytest.mark.cluster
 
-G = ("golora.dev", "v1alpha1")
-
-
-def custom(api):
-    return kubernetes.client.CustomObjectsApi(api)
-
-
-def get(api, ns, plural, name):
-    return custom(api).get_namespaced_custom_object(*G, ns, plural, name)
-
-
 def phase(api, ns, plural, name):
-    return (get(api, ns, plural, name).get("status") or {}).get("phase")
+    return phase_of(get_cr(api, ns, plural, name))
 
 
 def jobs(api, ns, kind, name):
@@ -40,7 +30,7 @@ def gds(name, path="", claim="fixture-src"):
 def test_created_while_operator_down_then_exactly_one_job(cluster, api, namespace, operator, node_agent):
     operator.stop()
     try:
-        custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("offline"))
+        create_cr(api, namespace, gds("offline"))
         time.sleep(1)
         assert not jobs(api, namespace, "GoDataset", "offline")
     finally:
@@ -50,14 +40,14 @@ def test_created_while_operator_down_then_exactly_one_job(cluster, api, namespac
 
 
 def test_job_finishes_while_operator_down_status_converges(cluster, api, namespace, operator, node_agent):
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("std", "src", "go-src"))
+    create_cr(api, namespace, gds("std", "src", "go-src"))
     wait_for(lambda: jobs(api, namespace, "GoDataset", "std"), what="Job created")
     operator.stop()
     try:
         wait_for(lambda: (j := jobs(api, namespace, "GoDataset", "std")) and j[0].status.succeeded,
                  timeout=120, what="Job finished while the operator is down")
         # The worker reported its result itself; the phase is the operator's to set.
-        obj = get(api, namespace, "godatasets", "std")
+        obj = get_cr(api, namespace, "godatasets", "std")
         assert obj["status"]["result"]["pairsKept"] > 0
         assert obj["status"]["phase"] != "Succeeded"
     finally:
@@ -77,15 +67,15 @@ def test_deleted_extraction_job_is_a_clear_failure(cluster, api, namespace, oper
     nodes = [n.name for n in node_agent.nodes]
     cluster.kubectl("cordon", *nodes)  # the Job's pod waits for a node
     try:
-        custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("victim", "src", "go-src"))
+        create_cr(api, namespace, gds("victim", "src", "go-src"))
         (job,) = wait_for(lambda: jobs(api, namespace, "GoDataset", "victim"), what="Job created")
         kubernetes.client.BatchV1Api(api).delete_namespaced_job(job.metadata.name, namespace,
                                                                 propagation_policy="Background")  # as kubectl does
     finally:
         cluster.kubectl("uncordon", *nodes)
-    obj = wait_for(lambda: (o := get(api, namespace, "godatasets", "victim"))["status"].get("phase") == "Failed" and o,
-                   what="Failed after Job deletion")
-    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    obj = wait_for(lambda: (o := get_cr(api, namespace, "godatasets", "victim"))["status"].get("phase") == "Failed"
+                   and o, what="Failed after Job deletion")
+    ready = condition(obj, "Ready")
     assert ready["reason"] == "JobDeleted" and "was deleted before it finished" in ready["message"]
     time.sleep(2)
     assert not jobs(api, namespace, "GoDataset", "victim")  # no hot loop re-creating it
@@ -93,7 +83,7 @@ def test_deleted_extraction_job_is_a_clear_failure(cluster, api, namespace, oper
 
 def test_apiserver_restart_under_the_operator(cluster, api, namespace, operator, node_agent):
     cluster.restart_apiserver()
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("after-restart"))
+    create_cr(api, namespace, gds("after-restart"))
     wait_for(lambda: phase(api, namespace, "godatasets", "after-restart") == "Succeeded", timeout=90,
              what="processed after the apiserver came back")
     assert len(jobs(api, namespace, "GoDataset", "after-restart")) == 1
@@ -101,14 +91,14 @@ def test_apiserver_restart_under_the_operator(cluster, api, namespace, operator,
 
 def test_failed_job_is_final_and_quiet(cluster, api, namespace, operator, node_agent):
     """A failed extraction is a clear condition, not a hot loop: no writes once it settled."""
-    custom(api).create_namespaced_custom_object(*G, namespace, "godatasets", gds("broken", "no/such/dir"))
+    create_cr(api, namespace, gds("broken", "no/such/dir"))
     wait_for(lambda: phase(api, namespace, "godatasets", "broken") == "Failed", timeout=60, what="Failed")
     time.sleep(2)
     # Every write changes an object's resourceVersion: the GoDataset's and its Job's stay put.
     # (The apiserver's own request counters would also count other tests' namespaces being
     # torn down by the real namespace controller meanwhile.)
     def versions():
-        obj = custom(api).get_namespaced_custom_object(*G, namespace, "godatasets", "broken")
+        obj = get_cr(api, namespace, "godatasets", "broken")
         return obj["metadata"]["resourceVersion"], [j.metadata.resource_version
                                                     for j in jobs(api, namespace, "GoDataset", "broken")]
     before = versions()

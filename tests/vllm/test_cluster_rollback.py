@@ -14,38 +14,11 @@ import kubernetes
 import pytest
 
 from tests.conftest import wait_for
+from tests.kube_helpers import adapter_serving, condition, create_cr, wait_for_phase
 
 from . import helpers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm]
-
-G = ("golora.dev", "v1alpha1")
-T0 = "2026-01-01T00:00:00Z"
-
-
-def _succeeded_training(api, ns: str, name: str, path: str) -> None:
-    """A LoraTraining whose status says Succeeded with the gate passed (as the trainer and
-    the operator would have written it); its dataset does not exist, so no Job runs."""
-    custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(*G, ns, "loratrainings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "LoraTraining", "metadata": {"name": name},
-        "spec": {"baseModel": {"path": helpers.MODEL_PATH}, "datasetRef": {"name": f"{name}-absent"},
-                 "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
-    wait_for(lambda: (custom.get_namespaced_custom_object(*G, ns, "loratrainings", name).get("status") or {})
-             .get("phase"), what="LoraTraining handled")
-    cond = lambda t, r: {"type": t, "status": "True", "reason": r, "message": "", "lastTransitionTime": T0}  # noqa: E731
-    custom.patch_namespaced_custom_object_status(*G, ns, "loratrainings", name, {"status": {
-        "phase": "Succeeded", "message": "adapter ready",
-        "conditions": [cond("Accepted", "Valid"), cond("Succeeded", "AdapterReady"), cond("QualityGatePassed", "Passed")],
-        "result": {"adapterPath": path, "rank": 16, "baseModel": f"/store/{helpers.MODEL_PATH}",
-                   "qualityGate": {"passed": True, "reason": "Passed", "message": ""}}}})
-
-
-def _deployment(ns: str) -> dict:
-    dep = helpers.demo_deployment(ns)
-    engine = dep["spec"]["template"]["spec"]["containers"][0]
-    engine["image"] = "vllm/vllm-cpu:0.32.0"
-    return dep
 
 
 def _pod_ready(core, ns: str) -> bool:
@@ -62,22 +35,15 @@ def test_server_rejected_adapter_is_taken_out_and_the_base_model_comes_back(
     bad = f"adapters/{ns}/bad"
     helpers.corrupt_copy(adapter, store / bad)
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
-    apps.create_namespaced_deployment(ns, _deployment(ns))
-    original_args = _deployment(ns)["spec"]["template"]["spec"]["containers"][0]["args"]
+    apps.create_namespaced_deployment(ns, helpers.cluster_deployment(ns))
+    original_args = helpers.cluster_deployment(ns)["spec"]["template"]["spec"]["containers"][0]["args"]
     wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=2, what="base vLLM pod ready")
 
-    _succeeded_training(api, ns, "bad", bad)
-    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": "bad"},
-        "spec": {"servedName": "bad-adapter", "trainingRef": {"name": "bad"}, "targets": {"deployments": ["vllm"]}}})
-
-    def failed():
-        obj = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(*G, ns, "adapterservings", "bad")
-        return (obj.get("status") or {}).get("phase") == "Failed" and obj
-    obj = wait_for(failed, timeout=500, interval=2, what="AdapterServing Failed (ServerRejectedAdapter)")
-    conds = {x["type"]: x for x in obj["status"]["conditions"]}
-    serving = conds["Serving"]
-    assert conds["Patched"]["reason"] == conds["RolledOut"]["reason"] == "ServerRejectedAdapter"
+    helpers.succeeded_training(api, ns, "bad", bad)
+    create_cr(api, ns, adapter_serving("bad", "bad-adapter", {"deployments": ["vllm"]}, "bad"))
+    obj = wait_for_phase(api, ns, "adapterservings", "bad", ("Failed",), timeout=500, interval=2)
+    serving = condition(obj, "Serving")
+    assert condition(obj, "Patched")["reason"] == condition(obj, "RolledOut")["reason"] == "ServerRejectedAdapter"
     assert serving["reason"] == "ServerRejectedAdapter", obj["status"]
     # vLLM's own words, read from the failed container's log.
     assert "deserializ" in serving["message"] or "safetensors" in serving["message"].lower(), serving["message"]

@@ -19,21 +19,18 @@ import pytest
 from golora.builders import runtime as rt
 from golora.builders import serving as sv
 from tests.conftest import wait_for
+from tests.kube_helpers import adapter_serving, condition, create_cr, delete_cr
 
 from . import helpers
 from .test_cluster_serving import PROMPT, START, assert_answers, engine, serving
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm]
 
-G = (helpers.GROUP, helpers.VERSION)
 BASE = helpers.BASE_SERVED
 
 
 def runtime_serving(api, ns: str, name: str, targets: dict | None = None) -> None:
-    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": name},
-        "spec": {"servedName": name, "trainingRef": {"name": name}, "loading": "Runtime",
-                 "targets": targets or {"deployments": ["vllm"]}}})
+    create_cr(api, ns, adapter_serving(name, name, targets or {"deployments": ["vllm"]}, name, loading="Runtime"))
 
 
 def scaled_copy(adapter, into, factor: float):
@@ -96,10 +93,6 @@ def wait_listed(url: str, name: str, root: str | None = None, timeout: float = 6
     return wait_for(listed, timeout=timeout, interval=0.2, what=f"{name} listed by {url}/v1/models")
 
 
-def conditions(obj: dict) -> dict[str, dict]:
-    return {x["type"]: x for x in (obj.get("status") or {}).get("conditions") or []}
-
-
 @pytest.mark.timeout(1500)
 def test_runtime_loading_add_update_remove_with_no_failed_request(
         api, namespace, operator, node_agent, adapter, cluster_store, vllm_budget):
@@ -135,7 +128,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
     (target,) = obj["status"]["targets"]
     (pod_row,) = target["pods"]
     assert target["loading"] == "Runtime" and target["prepared"] and "go-a" in pod_row["loaded"]
-    assert conditions(obj)["Serving"]["reason"] == "Loaded"
+    assert condition(obj, "Serving")["reason"] == "Loaded"
     uid, restarts, url = pod_state(api, ns)
     card = helpers.pod_models(url)["go-a"]
     assert card["parent"] == BASE and card["root"] == pod_row["path"] and "/.versions/go-a-" in card["root"]
@@ -172,7 +165,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
         assert after != before, "the retrained weights answer differently"
 
         # Remove go-b: unloaded, its resolver entry and snapshots go.
-        kubernetes.client.CustomObjectsApi(api).delete_namespaced_custom_object(*G, ns, "adapterservings", "go-b")
+        delete_cr(api, ns, "adapterservings", "go-b")
         wait_for(lambda: "go-b" not in helpers.pod_models(url), timeout=60, interval=0.2, what="go-b unloaded")
         resolver = cluster_store / rt.resolver_dir(ns, "vllm")
         wait_for(lambda: not (resolver / "go-b").is_symlink() and not list((resolver / rt.VERSIONS_DIR).glob("go-b-*")),
@@ -198,7 +191,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
     runtime_serving(api, ns, "go-big")
     obj = wait_for(lambda: (serving(api, ns, "go-big").get("status") or {}).get("phase") == "Failed"
                    and serving(api, ns, "go-big"), timeout=60, interval=1, what="go-big refused")
-    refused = conditions(obj)["Serving"]
+    refused = condition(obj, "Serving")
     assert refused["reason"] == "RuntimeLoadRefused", refused
     assert "greater than max_lora_rank 16" in refused["message"], refused["message"]
     err = obj["status"]["targets"][0]["pods"][0]["lastError"]

@@ -21,30 +21,24 @@ import pytest
 from golora.builders import runtime as rt
 from golora.builders import serving as sv
 from tests.conftest import wait_for
+from tests.kube_helpers import adapter_serving, create_cr, delete_cr, get_cr, list_crs
 
 from . import helpers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm]
 
-G = (helpers.GROUP, helpers.VERSION)
 MODEL = f"{sv.STORE_MOUNT}/{helpers.MODEL_PATH}"
 LLMD_MODEL = "tiny-go"  # llm-d.ai/model
 PROMPT = "Write a Go function that reverses a string."
 START = 420  # seconds: one vLLM start is 45-80 s on 2 cores; two at once share them
 
 
-def custom(api) -> kubernetes.client.CustomObjectsApi:
-    return kubernetes.client.CustomObjectsApi(api)
-
-
 def serving(api, ns: str, name: str) -> dict:
-    return custom(api).get_namespaced_custom_object(*G, ns, "adapterservings", name)
+    return get_cr(api, ns, "adapterservings", name)
 
 
 def create_serving(api, ns: str, name: str, served: str, training: str, targets: dict) -> None:
-    custom(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": name},
-        "spec": {"servedName": served, "trainingRef": {"name": training}, "targets": targets}})
+    create_cr(api, ns, adapter_serving(name, served, targets, training))
 
 
 def wait_serving(api, ns: str, name: str, generation: dict[str, int] | None = None, timeout: float = START) -> dict:
@@ -191,10 +185,8 @@ def test_llmd_pair_with_the_real_server_patched_rolled_out_and_answering(
     templates = {n: api.sanitize_for_serialization(apps.read_namespaced_deployment(n, ns))["spec"]["template"]
                  for n in names}
     helpers.succeeded_training(api, ns, "go-live", f"adapters/{ns}/go-live")
-    custom(api).create_namespaced_custom_object(*G, ns, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": "go-live"},
-        "spec": {"servedName": "go-live", "trainingRef": {"name": "go-live"}, "loading": "Runtime",
-                 "targets": {"selector": {"matchLabels": {"llm-d.ai/model": LLMD_MODEL}}}}})
+    by_model = {"selector": {"matchLabels": {"llm-d.ai/model": LLMD_MODEL}}}
+    create_cr(api, ns, adapter_serving("go-live", "go-live", by_model, "go-live", loading="Runtime"))
     obj = wait_serving(api, ns, "go-live", timeout=120)
     assert {t["name"]: len(t["pods"]) for t in obj["status"]["targets"]} == {"ms-decode": 1, "ms-prefill": 1}
     assert {n: api.sanitize_for_serialization(apps.read_namespaced_deployment(n, ns))["spec"]["template"]
@@ -240,9 +232,8 @@ def test_two_adapterservings_on_one_real_server_deleting_one_keeps_the_other(
     first_pod, generation = pod.metadata.name, dep["metadata"]["generation"]
 
     # Deleting go-a takes out only its entry (the finalizer), and the Deployment rolls out again.
-    custom(api).delete_namespaced_custom_object(*G, ns, "adapterservings", "go-a")
-    wait_for(lambda: not any(i["metadata"]["name"] == "go-a" for i in
-                             custom(api).list_namespaced_custom_object(*G, ns, "adapterservings")["items"]),
+    delete_cr(api, ns, "adapterservings", "go-a")
+    wait_for(lambda: not any(i["metadata"]["name"] == "go-a" for i in list_crs(api, ns, "adapterservings")),
              timeout=60, what="AdapterServing go-a gone")
     live = api.sanitize_for_serialization(apps.read_namespaced_deployment("vllm", ns))
     assert live["metadata"]["generation"] == generation + 1
