@@ -29,26 +29,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
+import kubernetes
+import serving_setup  # next to this script; puts the repository on sys.path for the imports below
 
-import kubernetes  # noqa: E402
-from golora_dev import vllm_local  # noqa: E402
-from golora_dev.nodeagent import NodeAgent  # noqa: E402
-from golora_dev.session import local_golora  # noqa: E402
+from tests.kube_helpers import adapter_serving, create_cr, get_cr, phase_of
+from tests.vllm import helpers
 
-from tests.vllm import helpers  # noqa: E402
-
-G = (helpers.GROUP, helpers.VERSION)
-NS = helpers.NAMESPACE  # the adapter lies at adapters/<NS>/go-adapter on the store
+NS = serving_setup.NS  # the adapter lies at adapters/<NS>/go-adapter on the store
 POLL = 0.25
 
 
@@ -76,11 +68,8 @@ def one_completion(url: str, model: str, prompt: str, tokens: int) -> float:
     return seconds
 
 
-def measure(api, agent: NodeAgent, store: Path, opts: argparse.Namespace) -> dict:
+def measure(api, agent: serving_setup.NodeAgent, store: Path, opts: argparse.Namespace) -> dict:
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    agent.claim(NS, "golora-store", store)
     t0 = time.monotonic()
     apps.create_namespaced_deployment(NS, helpers.cluster_deployment(NS))
     deadline = time.monotonic() + 900
@@ -96,10 +85,7 @@ def measure(api, agent: NodeAgent, store: Path, opts: argparse.Namespace) -> dic
 
     marks: dict[str, float] = {}
     t_apply = time.monotonic()
-    custom.create_namespaced_custom_object(*G, NS, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": "go-adapter"},
-        "spec": {"servedName": helpers.ADAPTER, "trainingRef": {"name": "go-adapter"},
-                 "targets": {"deployments": ["vllm"]}}})
+    create_cr(api, NS, adapter_serving("go-adapter", helpers.ADAPTER, {"deployments": ["vllm"]}, "go-adapter"))
 
     def mark(key: str) -> None:
         if key not in marks:
@@ -127,8 +113,7 @@ def measure(api, agent: NodeAgent, store: Path, opts: argparse.Namespace) -> dic
             if ready(new_pod):
                 mark("health")  # (between two polls)
                 mark("ready")
-        phase = (custom.get_namespaced_custom_object(*G, NS, "adapterservings", "go-adapter").get("status")
-                 or {}).get("phase")
+        phase = phase_of(get_cr(api, NS, "adapterservings", "go-adapter"))
         if phase in ("Failed", "Invalid"):
             raise RuntimeError(f"AdapterServing {phase}")
         if phase == "Serving":
@@ -193,30 +178,15 @@ def report(result: dict, opts: argparse.Namespace) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(BENCH / "results" / "serving_cluster"), help="writes OUT.txt (the figures as JSON go to the work directory)")
-    ap.add_argument("--work", default=None, help="store directory (default: a temporary one)")
-    ap.add_argument("--steps", type=int, default=20, help="adapter training steps (not timed)")
+    ap = serving_setup.arguments("serving_cluster", __doc__.splitlines()[0],
+                                 "writes OUT.txt (the figures as JSON go to the work directory)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=64)
     opts = ap.parse_args()
-    if not vllm_local.installed():
-        raise SystemExit(f"vLLM is not installed at {vllm_local.vllm_venv()}: run `make vllm`")
-    load0 = os.getloadavg()[0]
-    work = Path(opts.work) if opts.work else Path(tempfile.mkdtemp(prefix="golora-serving-cluster-"))
-    store = helpers.make_store(work)
-    helpers.train_adapter(store, steps=opts.steps)
-
-    with local_golora() as local:
-        api = kubernetes.config.new_client_from_config(config_file=str(local.plane.kubeconfig))
-        result = measure(api, local.agent, store, opts)
-    result.update(cores=os.cpu_count(), load_average_1m=[round(load0, 2), round(os.getloadavg()[0], 2)],
-                  train_steps=opts.steps, tokens=opts.tokens, repeats=opts.repeats)
-    text = report(result, opts)
-    print(text)
-    out = Path(opts.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".txt").write_text(text)
+    result, work = serving_setup.run_on_local_cluster(
+        "serving_cluster", opts, lambda api, agent, store: measure(api, agent, store, opts))
+    result.update(tokens=opts.tokens, repeats=opts.repeats)
+    serving_setup.write_report(report(result, opts), Path(opts.out))
     (work / "serving_cluster.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"figures as JSON: {work / 'serving_cluster.json'}")
     return 0

@@ -25,40 +25,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer_image")]
+import kubernetes
+import serving_setup  # next to this script; puts the repository on sys.path for the imports below
 
-import kubernetes  # noqa: E402
-from golora_dev import vllm_local  # noqa: E402
-from golora_dev.nodeagent import NodeAgent  # noqa: E402
-from golora_dev.session import local_golora  # noqa: E402
+from tests.kube_helpers import adapter_serving, create_cr, get_cr, phase_of
+from tests.vllm import helpers
 
-from tests.vllm import helpers  # noqa: E402
-
-G = (helpers.GROUP, helpers.VERSION)
-NS = helpers.NAMESPACE
+NS = serving_setup.NS
 POLL = 0.1
 PROMPT = "Write a Go function that reverses a string."
 
 
-def create_serving(custom, name: str, loading: str) -> None:
-    custom.create_namespaced_custom_object(*G, NS, "adapterservings", {
-        "apiVersion": "golora.dev/v1alpha1", "kind": "AdapterServing", "metadata": {"name": name},
-        "spec": {"servedName": name, "trainingRef": {"name": name}, "loading": loading,
-                 "targets": {"deployments": ["vllm"]}}})
+def create_serving(api, name: str, loading: str) -> None:
+    create_cr(api, NS, adapter_serving(name, name, {"deployments": ["vllm"]}, name, loading=loading))
 
 
-def phase(custom, name: str) -> str | None:
-    return (custom.get_namespaced_custom_object(*G, NS, "adapterservings", name).get("status") or {}).get("phase")
+def phase(api, name: str) -> str | None:
+    return phase_of(get_cr(api, NS, "adapterservings", name))
 
 
 def the_pod(api):
@@ -102,10 +91,9 @@ class BaseLoop(threading.Thread):
 
 
 def gate_to_served(api, store: Path, name: str, loading: str) -> dict:
-    custom = kubernetes.client.CustomObjectsApi(api)
     helpers.copy_adapter(store / "adapters" / NS / helpers.ADAPTER, store / "adapters" / NS / name)
     helpers.create_training(api, NS, name)
-    create_serving(custom, name, loading)
+    create_serving(api, name, loading)
     time.sleep(2)  # the AdapterServing waits for its training (TrainingNotReady)
     before = the_pod(api)
     loop = BaseLoop(api)
@@ -120,7 +108,7 @@ def gate_to_served(api, store: Path, name: str, loading: str) -> dict:
         pod = the_pod(api)
         if "listed" not in marks and pod is not None and listed(f"http://{pod.status.pod_ip}:8000", name):
             marks["listed"] = time.monotonic() - t0
-        if "serving" not in marks and phase(custom, name) == "Serving":
+        if "serving" not in marks and phase(api, name) == "Serving":
             marks["serving"] = time.monotonic() - t0
         time.sleep(POLL)
     loop.stop.set()
@@ -136,16 +124,13 @@ def gate_to_served(api, store: Path, name: str, loading: str) -> dict:
     return out
 
 
-def measure(api, agent: NodeAgent, store: Path, opts: argparse.Namespace) -> dict:
-    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    agent.claim(NS, "golora-store", store)
+def measure(api, agent: serving_setup.NodeAgent, store: Path, opts: argparse.Namespace) -> dict:
+    apps = kubernetes.client.AppsV1Api(api)
     dep = helpers.cluster_deployment(NS)
     dep["spec"]["replicas"] = 0
     apps.create_namespaced_deployment(NS, dep)
     helpers.succeeded_training(api, NS, helpers.ADAPTER, f"adapters/{NS}/{helpers.ADAPTER}")
-    create_serving(custom, helpers.ADAPTER, "Runtime")
+    create_serving(api, helpers.ADAPTER, "Runtime")
     t0 = time.monotonic()
     while "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in json.dumps(
             api.sanitize_for_serialization(apps.read_namespaced_deployment("vllm", NS).spec.template)):
@@ -153,7 +138,7 @@ def measure(api, agent: NodeAgent, store: Path, opts: argparse.Namespace) -> dic
             raise TimeoutError("the Deployment was not prepared for runtime loading")
         time.sleep(0.5)
     apps.patch_namespaced_deployment_scale("vllm", NS, {"spec": {"replicas": 1}})
-    while phase(custom, helpers.ADAPTER) != "Serving":
+    while phase(api, helpers.ADAPTER) != "Serving":
         if time.monotonic() - t0 > 900:
             raise TimeoutError("the first adapter was not served")
         time.sleep(1)
@@ -196,29 +181,13 @@ def report(result: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(BENCH / "results" / "serving_runtime"), help="writes OUT.txt and OUT.json")
-    ap.add_argument("--work", default=None, help="store directory (default: a temporary one)")
-    ap.add_argument("--steps", type=int, default=20, help="adapter training steps (not timed)")
+    ap = serving_setup.arguments("serving_runtime", __doc__.splitlines()[0], "writes OUT.txt and OUT.json")
     ap.add_argument("--repeats", type=int, default=3, help="Runtime adapters measured")
     opts = ap.parse_args()
-    if not vllm_local.installed():
-        raise SystemExit(f"vLLM is not installed at {vllm_local.vllm_venv()}: run `make vllm`")
-    load0 = os.getloadavg()[0]
-    work = Path(opts.work) if opts.work else Path(tempfile.mkdtemp(prefix="golora-serving-runtime-"))
-    store = helpers.make_store(work)
-    helpers.train_adapter(store, steps=opts.steps)
-
-    with local_golora() as local:
-        api = kubernetes.config.new_client_from_config(config_file=str(local.plane.kubeconfig))
-        result = measure(api, local.agent, store, opts)
-    result.update(cores=os.cpu_count(), load_average_1m=[round(load0, 2), round(os.getloadavg()[0], 2)],
-                  train_steps=opts.steps)
-    text = report(result)
-    print(text)
+    result, _ = serving_setup.run_on_local_cluster(
+        "serving_runtime", opts, lambda api, agent, store: measure(api, agent, store, opts))
     out = Path(opts.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".txt").write_text(text)
+    serving_setup.write_report(report(result), out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
