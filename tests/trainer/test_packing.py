@@ -204,7 +204,7 @@ def test_the_trainer_packs_its_bucketed_micro_batches(tmp_path, tiny_random, mon
     the same samples, its loss and LoRA gradients are the padded batch's, and training runs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from golora.api.loratraining import TrainerConfig
+    from golora.api.worker import TrainerConfig
     from golora_trainer.data import Formatter, Pair, to_dataset, tokenize_pairs
     from golora_trainer.precision import resolve_precision
     from golora_trainer.report import StatusReporter

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from golora.api.loratraining import StatusTarget
+from golora.api.worker import StatusTarget
 from golora_trainer.report import StatusReporter, status_url, write_termination_message
 
 TARGET = StatusTarget(namespace="team-a", name="go-adapter")
@@ -106,7 +106,7 @@ def test_client_errors_stop_retrying(status_server, code):
 
 
 def test_progress_uses_the_crds_field_names_and_refuses_others():
-    from golora.api.loratraining import TrainingProgress
+    from golora.api.loratraining_status import TrainingProgress
     from golora_trainer.report import CURVE_FIELDS, progress_fields
 
     got = progress_fields(attempt=2, micro_batch_size=4, stage="training", total_steps=10, tokens_per_second=None)

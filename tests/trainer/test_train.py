@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from golora.api.loratraining import (
+from golora.api.worker import (
     EXIT_OK,
     EXIT_QUALITY_GATE_FAILED,
     GATE_DEGENERATE_OUTPUT,

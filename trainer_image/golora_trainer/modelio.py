@@ -15,11 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from golora.api.loratraining import (
-    REASON_INVALID_CONFIG,
-    REASON_PREQUANTIZED_BASE,
-    TrainerConfig,
-)
+from golora.api.worker import REASON_INVALID_CONFIG, REASON_PREQUANTIZED_BASE, TrainerConfig
 
 from .errors import TrainerError
 from .precision import PrecisionPlan, torch_dtype

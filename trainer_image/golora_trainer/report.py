@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from golora.api.loratraining import TrainingProgress
+from golora.api.loratraining_status import TrainingProgress
 from golora.api.worker import TERMINATION_LOG, TERMINATION_LOG_ENV, StatusTarget
 from golora.timestamps import now_rfc3339
 
