@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
 
 from transformers import TrainerCallback
 
+from . import settings
 from .report import progress_fields
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 3.0
 # The first logged loss this far above the base eval loss points at a data/label bug, not training.
 FIRST_LOSS_WARN_FACTOR = 1.5
-FAULT_OOM_ENV = "GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH"
 
 
 class ProgressCallback(TrainerCallback):
@@ -198,8 +197,7 @@ class FaultInjection(TrainerCallback):
 
     def __init__(self, micro_batch: int):
         self.micro_batch = micro_batch
-        value = os.environ.get(FAULT_OOM_ENV)
-        self.limit = int(value) if value else None
+        self.limit = settings.current().fault_oom_above_micro_batch
 
     def on_step_begin(self, args, state, control, **kw):
         if self.limit is not None and self.micro_batch > self.limit:

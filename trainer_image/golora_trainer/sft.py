@@ -7,16 +7,16 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 from golora.api.loratraining import LoraTrainingSpec
 from golora.api.worker import REASON_INVALID_CONFIG
 
+from . import settings
 from .batching import LengthBucketSampler, padding_efficiency
 from .errors import TrainerError
 from .memory import LOSS_FUSED, LOSS_PLAIN
-from .packing import PACKING_ENV, PackedCollator, packing_requested, use_varlen_attention
+from .packing import PackedCollator, packing_requested, use_varlen_attention
 from .precision import force_trainable_fp32, trainable_dtypes
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,9 @@ LOSS_LIGER = "liger"
 MAX_GRAD_NORM = 0.3  # the QLoRA reference value
 CHECKPOINTS_KEPT = 2
 PAD_MULTIPLE_CUDA = 8  # tensor-core friendly shapes
-# Benchmarks only: "group_by_length" trains with transformers' sampler instead of length buckets,
-# so bench/ can measure the difference in one run.
-SAMPLER_ENV = "GOLORA_TRAIN_SAMPLER"
-# Benchmarks only: "liger" adds Liger's fused RMSNorm, SwiGLU and RoPE kernels (CUDA, liger-kernel
-# installed) to TRL's fused LM head, so bench/ measures them before they become a default.
-LAYER_KERNELS_ENV = "GOLORA_LAYER_KERNELS"
+# Benchmarks only (settings.layer_kernels == "liger"): Liger's fused RMSNorm, SwiGLU and RoPE
+# kernels (CUDA, liger-kernel installed) next to TRL's fused LM head, measured before they
+# become a default.
 LIGER_LAYER_KERNELS = {"rms_norm": True, "swiglu": True, "rope": True,
                        "cross_entropy": False, "fused_linear_cross_entropy": False}
 
@@ -66,7 +63,7 @@ def liger_arguments(loss_impl: str, *, cuda: bool, requested: str | None, availa
     if requested != "liger":
         return {"use_liger_kernel": False}
     if not cuda or not available:
-        log.warning("%s=liger ignored: %s", LAYER_KERNELS_ENV, "no GPU" if not cuda else "liger-kernel not installed")
+        log.warning("GOLORA_LAYER_KERNELS=liger ignored: %s", "no GPU" if not cuda else "liger-kernel not installed")
         return {"use_liger_kernel": False}
     return {"use_liger_kernel": True, "liger_kernel_config": dict(LIGER_LAYER_KERNELS)}
 
@@ -101,8 +98,10 @@ def build_trainer(spec: LoraTrainingSpec, model, tokenizer, train_ds, *, output_
         r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
         target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM",
     )
-    sampler_name = os.environ.get(SAMPLER_ENV, "buckets")
-    buckets = sampler_name != "group_by_length"
+    # Benchmarks only: "group_by_length" trains in transformers' order instead of length buckets,
+    # so bench/ can measure the difference in one run.
+    now = settings.current()
+    buckets = now.train_sampler != "group_by_length"
     lengths = [len(ids) for ids in train_ds["input_ids"]]
     # one optimizer step takes micro x accumulation sequences from each rank (accelerate hands
     # the sampler's micro-batches to the ranks in turn)
@@ -113,10 +112,10 @@ def build_trainer(spec: LoraTrainingSpec, model, tokenizer, train_ds, *, output_
         efficiency = round(real, 4) if real else None
         log.info("length-bucketed micro-batches: %.1f%% of the padded tokens are real", 100 * (real or 0))
     else:
-        log.info("sampler: transformers' group_by_length (%s=%s)", SAMPLER_ENV, sampler_name)
+        log.info("sampler: transformers' group_by_length (GOLORA_TRAIN_SAMPLER=%s)", now.train_sampler)
     # Benchmarks only: GOLORA_PACKING=padding_free packs each micro-batch (the same samples) into one
     # row without pad tokens, attention kept inside each sample (packing.py).
-    packed = packing_requested(os.environ.get(PACKING_ENV))
+    packed = packing_requested(now.packing)
     if packed:
         efficiency = 1.0  # every token of a packed row is a sample's
         use_varlen_attention(model)
@@ -147,7 +146,7 @@ def build_trainer(spec: LoraTrainingSpec, model, tokenizer, train_ds, *, output_
         padding_free=False,
         completion_only_loss=True,
         pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda and not packed else None,
-        **liger_arguments(loss_impl, cuda=cuda, requested=os.environ.get(LAYER_KERNELS_ENV),
+        **liger_arguments(loss_impl, cuda=cuda, requested=now.layer_kernels,
                           available=liger_installed()),
         logging_steps=t.logging_steps,
         logging_first_step=True,
