@@ -154,3 +154,19 @@ def test_a_rendezvous_timeout_of_unplaced_ranks_is_unschedulable():
     assert reason == worker.REASON_UNSCHEDULABLE and "within 30s" in message and message.endswith("1 of 2 placed")
     assert training_status.unschedulable_ranks(spec, {}, worker.REASON_RENDEZVOUS_TIMEOUT, "t") == (
         worker.REASON_RENDEZVOUS_TIMEOUT, "t")  # placed, but a peer never came: the timeout stands
+
+
+def test_kubectl_get_columns_show_values_for_people():
+    """Printer columns cannot format numbers: PROGRESS is progress.summary ("12/32 (37%)"), the
+    loss columns are fields kept to 3 decimals (the precise losses stay in result.qualityGate)."""
+    from golora.api.loratraining import KIND
+    from golora.api.loratraining_status import progress_percent, progress_summary, shown
+
+    cols = {c.name: c for c in KIND.printer_columns}
+    assert (cols["Progress"].type, cols["Progress"].json_path) == ("string", ".status.progress.summary")
+    assert {cols[n].json_path for n in ("Loss", "Eval-Loss", "Base-Loss")} == {
+        ".status.progress.loss", ".status.result.evalLoss", ".status.result.baseEvalLoss"}
+    assert progress_summary(12, 32) == "12/32 (37%)" and progress_percent(12, 32) == 37
+    assert progress_summary(32, 32) == "32/32 (100%)" and progress_percent(31, 32) == 96
+    assert progress_summary(0, None) is None and progress_percent(3, 0) is None
+    assert shown(4.271347308919449) == 4.271 and shown(None) is None and shown(1) == 1.0

@@ -9,6 +9,8 @@ import time
 
 from transformers import TrainerCallback
 
+from golora.api.loratraining_status import shown
+
 from . import settings
 from .report import progress_fields
 
@@ -88,14 +90,13 @@ class ProgressCallback(TrainerCallback):
             step=step,
             total_steps=total or None,
             epoch=round(float(state.epoch or 0.0), 4),
-            loss=_round(self.last.get("loss")),
+            loss=shown(self.last.get("loss")),
             token_accuracy=_round(self.last.get("tokenAccuracy")),
             learning_rate=self.last.get("learningRate"),
             grad_norm=self.last.get("gradNorm"),
             num_tokens=self.last.get("numTokens"),
             tokens_per_second=round(tps, 1) if tps else None,
             eta_seconds=eta,
-            percent=int(100 * step / total) if total else None,
         )
 
     def report(self, state, force: bool = False) -> None:
@@ -103,7 +104,7 @@ class ProgressCallback(TrainerCallback):
 
 
 def _round(v: float | None, digits: int = 4) -> float | None:
-    """Status is read by people (kubectl get): four decimals say everything a loss needs to."""
+    """Status is read by people: four decimals say everything an accuracy needs to."""
     return None if v is None else round(v, digits)
 
 

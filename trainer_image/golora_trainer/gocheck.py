@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from golora.api.loratraining_status import GenerationMetrics
+from golora.api.loratraining_status import GenerationMetrics, shown
 
 CHECK_TIMEOUT = 600.0  # seconds for golora-extract check (type-checking big packages included)
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_+-]*\s*\n(.*?)(?:\n\s*```\s*)?$", re.S)
@@ -153,7 +153,7 @@ def apply_checks(m: GenerationMetrics, check: GoCheck) -> None:
     checkable, passed = check.type_counts()
     if checkable:
         m.type_checkable, m.type_check_passed = checkable, passed
-        m.type_check_rate = passed / checkable
+        m.type_check_rate = shown(passed / checkable)  # a printer column; the counts are exact
     elif any(t is not None for t in check.type_checks):
         m.type_checkable = 0
 

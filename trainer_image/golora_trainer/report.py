@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from golora.api.loratraining_status import TrainingProgress
+from golora.api.loratraining_status import TrainingProgress, progress_percent, progress_summary
 from golora.api.worker import TERMINATION_LOG, TERMINATION_LOG_ENV, StatusTarget
 from golora.timestamps import now_rfc3339
 
@@ -41,10 +41,15 @@ CURVE_FIELDS = tuple(f for f in TrainingProgress.model_fields
 def progress_fields(**fields: Any) -> dict[str, Any]:
     """``status.progress`` as the CRD names it, from TrainingProgress's own field names (an
     unknown name is an error here, not a field the operator never reads); an explicit None
-    clears a field."""
+    clears a field. With ``step`` and ``total_steps``, ``percent`` and ``summary`` (what
+    ``kubectl get`` shows: printer columns cannot format numbers) follow from them."""
     unknown = set(fields) - set(TrainingProgress.model_fields)
     if unknown:
         raise TypeError(f"not TrainingProgress fields: {sorted(unknown)}")
+    step, total = fields.get("step"), fields.get("total_steps")
+    if step is not None and total:
+        fields.setdefault("percent", progress_percent(step, total))
+        fields.setdefault("summary", progress_summary(step, total))
     return TrainingProgress(**fields).model_dump(by_alias=True, exclude_unset=True)
 
 

@@ -18,7 +18,7 @@ import shutil  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from golora.api.loratraining_status import QualityGateResult, TrainingResult  # noqa: E402
+from golora.api.loratraining_status import QualityGateResult, TrainingResult, shown  # noqa: E402
 from golora.api.worker import (  # noqa: E402
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -243,7 +243,8 @@ class TrainingRun:
         baseline = distributed.broadcast(baseline)
         log.info("base eval loss %.4f, token accuracy %.3f on %d tokens", baseline["loss"],
                  baseline["tokenAccuracy"], baseline["tokens"])
-        self.fields.update(base_eval_loss=baseline["loss"], base_eval_token_accuracy=baseline["tokenAccuracy"],
+        # the result's losses are shown by kubectl get; the gate keeps the precise ones
+        self.fields.update(base_eval_loss=shown(baseline["loss"]), base_eval_token_accuracy=baseline["tokenAccuracy"],
                            eval_tokens=baseline["tokens"])
         guard.base = baseline["loss"] if math.isfinite(baseline["loss"]) else None
 
@@ -289,7 +290,7 @@ class TrainingRun:
         self.stage("evaluating")
         ev = eval_loss(trainer.model, eval_ex, batch_size=eval_batch, pad_id=pad_id, precision=plan.name)
         log.info("adapter eval loss %.4f (base %.4f), token accuracy %.3f", ev.loss, baseline["loss"], ev.token_accuracy)
-        self.fields.update(eval_loss=ev.loss, eval_token_accuracy=ev.token_accuracy)
+        self.fields.update(eval_loss=shown(ev.loss), eval_token_accuracy=ev.token_accuracy)
         gate_spec = spec.quality_gate
         if gate_spec.enabled:
             self.stage("gate")
@@ -330,7 +331,7 @@ class TrainingRun:
         result = self.result_dict()
         install_adapter(staging, dest, result)
         final = progress_fields(**self.static, stage="done" if passed else "gate-failed", step=state.global_step,
-                                total_steps=state.max_steps, percent=100 if state.max_steps else None)
+                                total_steps=state.max_steps)
         self.reporter.result(result, progress=final)
         if passed:
             write_termination_message(

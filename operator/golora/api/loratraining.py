@@ -273,8 +273,8 @@ KIND = KindInfo(
     "vLLM-servable adapter to the store, guarded by a quality gate.",
     printer_columns=[
         PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
-        PrinterColumn(name="Progress", type="integer", json_path=".status.progress.percent",
-                      description="Percent of steps done"),
+        PrinterColumn(name="Progress", type="string", json_path=".status.progress.summary",
+                      description="Steps done of those planned, and the percent"),
         PrinterColumn(name="Loss", type="number", json_path=".status.progress.loss"),
         PrinterColumn(name="Eval-Loss", type="number", json_path=".status.result.evalLoss"),
         PrinterColumn(name="Base-Loss", type="number", json_path=".status.result.baseEvalLoss", priority=1),

@@ -38,12 +38,14 @@ class TrainingProgress(StatusModel):
     step: int | None = Field(None, description="Optimizer steps done.")
     total_steps: int | None = Field(None, description="Optimizer steps planned.")
     epoch: float | None = Field(None, description="Epochs done (fractional).")
-    loss: float | None = Field(None, description="Latest training loss.")
+    loss: float | None = Field(None, description="Latest training loss (3 decimals).")
     token_accuracy: float | None = Field(None, description="Latest mean token accuracy.")
     learning_rate: float | None = Field(None, description="Current learning rate.")
     tokens_per_second: float | None = Field(None, description="Training throughput.")
     eta_seconds: int | None = Field(None, description="Estimated seconds left.")
-    percent: int | None = Field(None, description="step / totalSteps in percent (for kubectl get).")
+    percent: int | None = Field(None, description="step / totalSteps in whole percent, rounded down.")
+    summary: str | None = Field(
+        None, description="step/totalSteps (percent) for people, e.g. '12/32 (37%)': the PROGRESS column.")
     stage: str | None = Field(
         None, description="What the trainer is doing: loading, preparing, baseline, training, evaluating, gate, saving."
     )
@@ -120,8 +122,10 @@ class TrainingResult(StatusModel):
     """Written by the trainer when it ends (also result.json next to the adapter)."""
 
     train_loss: float | None = None
-    eval_loss: float | None = Field(None, description="Adapter loss on the eval split.")
-    base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
+    eval_loss: float | None = Field(
+        None, description="Adapter loss on the eval split, to 3 decimals (precise: qualityGate.evalLoss).")
+    base_eval_loss: float | None = Field(
+        None, description="Base model loss on the same tokens, to 3 decimals (precise: qualityGate.baseEvalLoss).")
     token_accuracy: float | None = None
     repetition: float | None = Field(None, description="Longest repeated-token run / generated tokens.")
     go_parse_rate: float | None = Field(None, description="The adapter's Go parse rate (qualityGate.adapter).")
@@ -141,7 +145,7 @@ class TrainingResult(StatusModel):
     quality_gate: QualityGateResult | None = None
     failure: Failure | None = Field(None, description="Set when training failed (e.g. OutOfMemory, Diverged).")
     attempt: int | None = Field(None, description="Attempt that wrote this result.")
-    exit_code: int | None = Field(None, description="Process exit code (see golora.api.loratraining EXIT_*).")
+    exit_code: int | None = Field(None, description="Process exit code (see golora.api.worker EXIT_*).")
     base_model: str | None = Field(None, description="base_model_name_or_path written into the adapter.")
     rank: int | None = Field(None, description="LoRA rank r of the saved adapter (adapter_config.json; "
                              "AdapterServing sizes --max-lora-rank from it).")
