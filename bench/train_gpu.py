@@ -430,7 +430,7 @@ def _attention_calls() -> dict:
 
 
 def worker_golora(spec: dict) -> dict:
-    from golora.api.loratraining import TrainerConfig
+    from golora.api.worker import TrainerConfig
     from golora_trainer.report import StatusReporter
     from golora_trainer.train import run
 

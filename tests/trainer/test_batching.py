@@ -114,7 +114,7 @@ def test_the_trainer_trains_in_bucket_order(tmp_path, tiny_random):
     """What the Trainer's DataLoader yields is the buckets, not transformers' own sampler."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from golora.api.loratraining import TrainerConfig
+    from golora.api.worker import TrainerConfig
     from golora_trainer.data import Formatter, Pair, to_dataset, tokenize_pairs
     from golora_trainer.precision import resolve_precision
     from golora_trainer.report import StatusReporter

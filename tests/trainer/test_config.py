@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import json
 
-from golora.api import loratraining as lt
+from golora.api import worker
 from golora_trainer.cli import build_parser, cmd_run, config_from_flags
 
 from .helpers import trainer_config
 
 
 def test_exit_codes_are_distinct_per_reason_and_map_back():
-    assert lt.EXIT_OUT_OF_MEMORY == 3 and lt.EXIT_DIVERGED == 4 and lt.EXIT_QUALITY_GATE_FAILED == 5
-    assert lt.EXIT_PREQUANTIZED_BASE == lt.EXIT_INVALID_CONFIG == 2 and lt.EXIT_FAILED == 1
-    codes = {lt.exit_code_for(r) for r in lt.REASON_EXIT_CODES if r != lt.REASON_PREQUANTIZED_BASE}
-    assert len(codes) == len(lt.REASON_EXIT_CODES) - 1 and lt.EXIT_OK not in codes
-    for code, reason in lt.EXIT_CODE_REASONS.items():
-        assert lt.exit_code_for(reason) == code
-    assert lt.reason_for_exit_code(3) == lt.REASON_OUT_OF_MEMORY and lt.reason_for_exit_code(0) is None
-    assert lt.REASON_OUT_OF_MEMORY in lt.RETRYABLE_REASONS and lt.REASON_DIVERGED not in lt.RETRYABLE_REASONS
-    assert lt.exit_code_for("SomethingNew") == lt.EXIT_FAILED
+    assert worker.EXIT_OUT_OF_MEMORY == 3 and worker.EXIT_DIVERGED == 4 and worker.EXIT_QUALITY_GATE_FAILED == 5
+    assert worker.EXIT_PREQUANTIZED_BASE == worker.EXIT_INVALID_CONFIG == 2 and worker.EXIT_FAILED == 1
+    codes = {worker.exit_code_for(r) for r in worker.REASON_EXIT_CODES if r != worker.REASON_PREQUANTIZED_BASE}
+    assert len(codes) == len(worker.REASON_EXIT_CODES) - 1 and worker.EXIT_OK not in codes
+    for code, reason in worker.EXIT_CODE_REASONS.items():
+        assert worker.exit_code_for(reason) == code
+    assert worker.reason_for_exit_code(3) == worker.REASON_OUT_OF_MEMORY and worker.reason_for_exit_code(0) is None
+    assert worker.REASON_OUT_OF_MEMORY in worker.RETRYABLE_REASONS and worker.REASON_DIVERGED not in worker.RETRYABLE_REASONS
+    assert worker.exit_code_for("SomethingNew") == worker.EXIT_FAILED
 
 
 def test_trainer_config_round_trip_in_camel_case(tmp_path):
     doc = trainer_config(tmp_path, train="datasets/ns/go/train.jsonl", eval_="datasets/ns/go/eval.jsonl",
                          attempt=2, microBatchSize=2, statusTarget={"namespace": "ns", "name": "demo"})
     doc["spec"] = {"baseModel": {"name": "Qwen/Qwen2.5-7B-Instruct"}, "datasetRef": {"name": "go"}}
-    cfg = lt.TrainerConfig.model_validate_json(json.dumps(doc))
+    cfg = worker.TrainerConfig.model_validate_json(json.dumps(doc))
     assert cfg.micro_batch_size == 2 and cfg.attempt == 2 and cfg.status_target.plural == "loratrainings"
     assert cfg.status_target.group == "golora.dev" and cfg.spec.training.micro_batch_size == "auto"
-    again = lt.TrainerConfig.model_validate_json(cfg.model_dump_json(by_alias=True))
+    again = worker.TrainerConfig.model_validate_json(cfg.model_dump_json(by_alias=True))
     assert again == cfg
 
 
@@ -61,11 +61,11 @@ def test_unreadable_config_exits_2_and_reports_when_it_can(status_server, monkey
            "statusTarget": {"namespace": "ns", "name": "demo"}}  # trainPath/outputPath missing
     monkeypatch.setenv("GOLORA_CONFIG", json.dumps(bad))
     code = cmd_run(build_parser().parse_args(["run"]))
-    assert code == lt.EXIT_INVALID_CONFIG
+    assert code == worker.EXIT_INVALID_CONFIG
     result = status_server.results()[-1]
-    assert result["failure"]["reason"] == lt.REASON_INVALID_CONFIG and "trainPath" in result["failure"]["message"]
+    assert result["failure"]["reason"] == worker.REASON_INVALID_CONFIG and "trainPath" in result["failure"]["message"]
     monkeypatch.setenv("GOLORA_CONFIG", "{not json")
-    assert cmd_run(build_parser().parse_args(["run"])) == lt.EXIT_INVALID_CONFIG
+    assert cmd_run(build_parser().parse_args(["run"])) == worker.EXIT_INVALID_CONFIG
     monkeypatch.delenv("GOLORA_CONFIG")
-    assert cmd_run(build_parser().parse_args(["run"])) == lt.EXIT_INVALID_CONFIG
+    assert cmd_run(build_parser().parse_args(["run"])) == worker.EXIT_INVALID_CONFIG
     assert "InvalidConfig" in (tmp_path / "termination-log").read_text()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from golora.api.loratraining import REASON_INVALID_CONFIG
+from golora.api.worker import REASON_INVALID_CONFIG
 from golora_trainer.data import (
     IGNORE_INDEX,
     Formatter,

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from golora.api.loratraining import EXIT_OK
+from golora.api.worker import EXIT_OK
 
 from .conftest import DATASET, REPO, link_model
 from .helpers import trainer_config

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 from trl import SFTTrainer
 
-from golora.api.loratraining import EXIT_DIVERGED, REASON_DIVERGED, TrainerConfig
+from golora.api.worker import EXIT_DIVERGED, REASON_DIVERGED, TrainerConfig
 from golora_trainer.callbacks import DivergenceGuard
 from golora_trainer.train import run
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from golora.api.loratraining import TrainerConfig
+from golora.api.worker import TrainerConfig
 from golora_trainer.callbacks import TrainableDtypeGuard
 from golora_trainer.data import Formatter, Pair, to_dataset, tokenize_pairs
 from golora_trainer.precision import resolve_precision, trainable_dtypes

@@ -1,5 +1,5 @@
 """Quality-gate metrics and decisions (pure: the adapter judged against the base), and the Go
-parse / type checks through golora-extract."""
+parse / type checks through golora-extract (golora_trainer.gocheck)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,20 @@ import json
 
 import pytest
 
-from golora.api.loratraining import (
-    GATE_DEGENERATE_OUTPUT,
-    GATE_LOW_PARSE_RATE,
-    GATE_PASSED,
-    GATE_WORSE_THAN_BASE,
-    GenerationMetrics,
-    QualityGate,
-    QualityGateResult,
-)
+from golora.api.loratraining import QualityGate
+from golora.api.loratraining_status import GenerationMetrics, QualityGateResult
+from golora.api.worker import GATE_DEGENERATE_OUTPUT, GATE_LOW_PARSE_RATE, GATE_PASSED, GATE_WORSE_THAN_BASE
 from golora_trainer import gosrc
 from golora_trainer.gate import (
     Generation,
-    apply_checks,
     decide,
     distinct_n,
     generation_metrics,
-    go_check,
-    go_checks,
-    go_parse_rate,
     longest_run,
-    pair_metas,
     side_by_side,
-    strip_fences,
     whitespace_ratio,
 )
+from golora_trainer.gocheck import apply_checks, go_check, go_checks, go_parse_rate, pair_metas, strip_fences
 
 from .conftest import DATASET
 
@@ -247,7 +236,8 @@ def test_type_check_of_stdlib_pairs_through_golora_extract(go_store, extractor_b
 
 
 def test_kubectl_columns_show_the_verdict_with_its_comparison_and_wide_adds_type_check_rates():
-    from golora.api.loratraining import KIND, LoraTrainingStatus
+    from golora.api.loratraining import KIND
+    from golora.api.loratraining_status import LoraTrainingStatus
 
     cols = {c.name: c for c in KIND.printer_columns}
     names = [c.name for c in KIND.printer_columns if c.priority == 0]

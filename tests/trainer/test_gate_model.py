@@ -27,7 +27,8 @@ def test_base_and_adapter_metrics_on_the_tiny_model(tiny_base, go_store, extract
 
     from golora_trainer.data import Formatter
     from golora_trainer.evaluate import generate, run_gate
-    from golora_trainer.gate import generation_metrics, go_checks
+    from golora_trainer.gate import generation_metrics
+    from golora_trainer.gocheck import go_checks
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_base)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from golora_trainer.memory import LOSS_FUSED, LOSS_PLAIN
-from golora_trainer.train import LIGER_LAYER_KERNELS, LOSS_LIGER, liger_arguments, sft_config
+from golora_trainer.sft import LIGER_LAYER_KERNELS, LOSS_LIGER, liger_arguments, sft_config
 
 
 def test_layer_kernels_when_asked_on_a_gpu_with_the_package():

@@ -8,7 +8,7 @@ import json
 import torch
 from trl import SFTTrainer
 
-from golora.api.loratraining import EXIT_OK, EXIT_OUT_OF_MEMORY, REASON_OUT_OF_MEMORY, TrainerConfig
+from golora.api.worker import EXIT_OK, EXIT_OUT_OF_MEMORY, REASON_OUT_OF_MEMORY, TrainerConfig
 from golora_trainer.train import run
 
 from .conftest import DATASET, link_model

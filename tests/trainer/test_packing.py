@@ -14,7 +14,6 @@ from golora_trainer.data import IGNORE_INDEX
 from golora_trainer.packing import (
     ATTENTION,
     CALLS,
-    PACKING_ENV,
     PADDING_FREE,
     PackedCollator,
     boundaries_from_positions,
@@ -97,7 +96,7 @@ def test_collator_restarts_positions_and_marks_boundaries():
 
 
 def test_switch_values(caplog):
-    assert packing_requested(PADDING_FREE) and PACKING_ENV == "GOLORA_PACKING"
+    assert packing_requested(PADDING_FREE)
     assert not packing_requested(None) and not packing_requested("") and not packing_requested("none")
     assert not packing_requested("bfd") and "ignored" in caplog.text
 
@@ -204,7 +203,7 @@ def test_the_trainer_packs_its_bucketed_micro_batches(tmp_path, tiny_random, mon
     the same samples, its loss and LoRA gradients are the padded batch's, and training runs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from golora.api.loratraining import TrainerConfig
+    from golora.api.worker import TrainerConfig
     from golora_trainer.data import Formatter, Pair, to_dataset, tokenize_pairs
     from golora_trainer.precision import resolve_precision
     from golora_trainer.report import StatusReporter
@@ -224,9 +223,9 @@ def test_the_trainer_packs_its_bucketed_micro_batches(tmp_path, tiny_random, mon
 
     def build(packed: bool):
         if packed:
-            monkeypatch.setenv(PACKING_ENV, PADDING_FREE)
+            monkeypatch.setenv("GOLORA_PACKING", PADDING_FREE)
         else:
-            monkeypatch.delenv(PACKING_ENV, raising=False)
+            monkeypatch.delenv("GOLORA_PACKING", raising=False)
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny_random, dtype=torch.float32)
         run = TrainingRun(TrainerConfig.model_validate({**doc, "storeRoot": str(tmp_path / str(packed))}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from golora.api.loratraining import REASON_INVALID_CONFIG
+from golora.api.worker import REASON_INVALID_CONFIG
 from golora_trainer.errors import TrainerError
 from golora_trainer.precision import force_trainable_fp32, resolve_precision, trainable_dtypes
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from golora.api.loratraining import (
+from golora.api.worker import (
     EXIT_PREQUANTIZED_BASE,
     REASON_INVALID_CONFIG,
     REASON_PREQUANTIZED_BASE,

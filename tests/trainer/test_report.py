@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from golora.api.loratraining import StatusTarget
+from golora.api.worker import StatusTarget
 from golora_trainer.report import StatusReporter, status_url, write_termination_message
 
 TARGET = StatusTarget(namespace="team-a", name="go-adapter")
@@ -106,7 +106,7 @@ def test_client_errors_stop_retrying(status_server, code):
 
 
 def test_progress_uses_the_crds_field_names_and_refuses_others():
-    from golora.api.loratraining import TrainingProgress
+    from golora.api.loratraining_status import TrainingProgress
     from golora_trainer.report import CURVE_FIELDS, progress_fields
 
     got = progress_fields(attempt=2, micro_batch_size=4, stage="training", total_steps=10, tokens_per_second=None)
@@ -115,3 +115,20 @@ def test_progress_uses_the_crds_field_names_and_refuses_others():
     assert {"step", "total_steps", "loss", "percent"} <= set(CURVE_FIELDS) and "attempt" not in CURVE_FIELDS
     with pytest.raises(TypeError, match="totalSteps"):
         progress_fields(totalSteps=10)  # the camelCase spelling is the wire's, not a field name
+
+
+def test_progress_shows_step_of_total_and_a_loss_for_people():
+    """kubectl get's PROGRESS and LOSS columns print the fields as they are: "12/32 (37%)" and
+    4.271, not 37 and 4.271347308919449."""
+    from types import SimpleNamespace
+
+    from golora_trainer.callbacks import ProgressCallback
+    from golora_trainer.report import progress_fields
+
+    cb = ProgressCallback(StatusReporter(None), {"attempt": 1})
+    cb.last["loss"] = 4.271347308919449
+    got = cb.progress(SimpleNamespace(max_steps=32, global_step=12, epoch=0.375))
+    assert (got["summary"], got["percent"], got["loss"]) == ("12/32 (37%)", 37, 4.271)
+    assert progress_fields(step=32, total_steps=32)["summary"] == "32/32 (100%)"
+    assert "summary" not in progress_fields(step=0, total_steps=None)  # the plan is not known yet
+    assert progress_fields(step=None, total_steps=None, summary=None)["summary"] is None  # a new attempt clears it

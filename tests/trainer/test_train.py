@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from golora.api.loratraining import (
+from golora.api.worker import (
     EXIT_OK,
     EXIT_QUALITY_GATE_FAILED,
     GATE_DEGENERATE_OUTPUT,
@@ -56,6 +56,9 @@ def test_tiny_go_model_trains_passes_the_gate_and_reports(go_store, tiny_base, s
     # the loss went down and the adapter beats its base on held-out Go
     assert result["trainLoss"] < result["firstLoss"]
     assert result["evalLoss"] < result["baseEvalLoss"]
+    # kubectl get shows these two to 3 decimals; the gate keeps the precise ones
+    gate_losses = result["qualityGate"]["evalLoss"], result["qualityGate"]["baseEvalLoss"]
+    assert (result["evalLoss"], result["baseEvalLoss"]) == tuple(round(x, 3) for x in gate_losses)
     assert result["evalTokenAccuracy"] > result["baseEvalTokenAccuracy"]
     # vLLM would load it
     check = validate_adapter_dir(out)
@@ -102,7 +105,8 @@ def test_tiny_go_model_trains_passes_the_gate_and_reports(go_store, tiny_base, s
     steps = [p["step"] for p in progress if p.get("stage") == "training" and "step" in p]
     assert steps == sorted(steps) and steps[-1] == 40
     training = [p for p in progress if p.get("stage") == "training" and p.get("loss") is not None]
-    assert training and {"totalSteps", "epoch", "loss", "tokenAccuracy", "learningRate", "percent"} <= set(training[-1])
+    assert training and {"totalSteps", "epoch", "loss", "tokenAccuracy", "learningRate", "percent",
+                         "summary"} <= set(training[-1])
     assert any("tokensPerSecond" in p and "etaSeconds" in p for p in training)
     final = status_server.results()[-1]
     assert {k: v for k, v in final.items() if k != "finishedAt"} == {

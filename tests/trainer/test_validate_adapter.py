@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from golora.api.loratraining import EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG
+from golora.api.worker import EXIT_INVALID_ADAPTER, EXIT_INVALID_CONFIG
 from golora.builders.adapter_check import build_adapter_check_job
 from golora.settings import Settings
 from golora_trainer.validate_adapter import run

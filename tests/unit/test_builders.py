@@ -7,7 +7,8 @@ import json
 import pytest
 
 from golora.api.godataset import GoDatasetSpec
-from golora.api.loratraining import REASON_INTERRUPTED, REASON_OUT_OF_MEMORY, LoraTrainingSpec, TrainerConfig
+from golora.api.loratraining import LoraTrainingSpec
+from golora.api.worker import REASON_INTERRUPTED, REASON_OUT_OF_MEMORY, TrainerConfig
 from golora.builders import dataset as db
 from golora.builders import status as st
 from golora.builders import training as tb
@@ -140,7 +141,7 @@ def test_last_termination_reads_the_newest_pods_container():
 
 
 def test_reason_from_termination_classifies_kills_ooms_and_trainer_codes():
-    from golora.api.loratraining import EXIT_INVALID_CONFIG, REASON_INVALID_CONFIG
+    from golora.api.worker import EXIT_INVALID_CONFIG, REASON_INVALID_CONFIG
 
     term = lambda code, reason="Error", sig=None: st.Termination("p", code, reason, sig, "")  # noqa: E731
     assert tb.reason_from_termination(term(137, "OOMKilled")) == REASON_OUT_OF_MEMORY

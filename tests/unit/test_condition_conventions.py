@@ -16,7 +16,7 @@ from golora import conditions as c
 from golora.api import KINDS
 from golora.api.common import Condition
 from golora.api.crdgen import filename
-from golora.api.loratraining import GATE_DISABLED
+from golora.api.worker import GATE_DISABLED
 from golora.builders import status as st
 
 REPO = Path(__file__).resolve().parents[2]

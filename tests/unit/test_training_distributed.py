@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from golora.api.loratraining import (
+from golora.api.loratraining import LoraTrainingSpec
+from golora.api.worker import (
     EXIT_INTERRUPTED,
     EXIT_OUT_OF_MEMORY,
     REASON_INTERRUPTED,
     REASON_OUT_OF_MEMORY,
-    LoraTrainingSpec,
     TrainerConfig,
 )
 from golora.builders import training as tb

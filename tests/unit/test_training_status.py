@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from golora import conditions as cond
-from golora.api import loratraining as lt
+from golora.api import worker
 from golora.api.loratraining import LoraTrainingSpec
 from golora.builders import dataset, training, training_status
 from golora.builders.status import JobState, Termination, acceptance
@@ -26,28 +26,28 @@ def by_type(patch: dict) -> dict:
 
 
 def test_every_trainer_exit_code_maps_back_to_its_reason():
-    for reason, code in lt.REASON_EXIT_CODES.items():
-        expected = lt.REASON_INVALID_CONFIG if reason == lt.REASON_PREQUANTIZED_BASE else reason
-        assert lt.reason_for_exit_code(code) == expected, (reason, code)
-    assert lt.exit_code_for(lt.REASON_INTERRUPTED) == lt.EXIT_INTERRUPTED == 7
+    for reason, code in worker.REASON_EXIT_CODES.items():
+        expected = worker.REASON_INVALID_CONFIG if reason == worker.REASON_PREQUANTIZED_BASE else reason
+        assert worker.reason_for_exit_code(code) == expected, (reason, code)
+    assert worker.exit_code_for(worker.REASON_INTERRUPTED) == worker.EXIT_INTERRUPTED == 7
 
 
 def test_a_pod_that_exited_interrupted_is_retried_from_its_checkpoint():
     """The trainer exits 7 on SIGTERM after saving a checkpoint; when its status patch did not
     arrive, the Pod's exit code alone must make the attempt Interrupted, and Interrupted is
     retried with the same micro-batch (it fails if the mapping for 7 is disabled)."""
-    reason, message = training_status.failure({}, term(lt.EXIT_INTERRUPTED), FAILED_JOB)
-    assert reason == lt.REASON_INTERRUPTED and "exit code 7" in message
+    reason, message = training_status.failure({}, term(worker.EXIT_INTERRUPTED), FAILED_JOB)
+    assert reason == worker.REASON_INTERRUPTED and "exit code 7" in message
     assert training.next_attempt(SPEC, 1, reason, 8) == training.Retry(2, 8)
     killed, _ = training_status.failure({}, term(137), FAILED_JOB)  # SIGKILL: the node went away
-    assert killed == lt.REASON_INTERRUPTED
+    assert killed == worker.REASON_INTERRUPTED
 
 
 def test_failure_reason_precedence():
     reported = {"failure": {"reason": "Diverged", "message": "loss is NaN at step 12"}}
     assert training_status.failure(reported, term(137, "OOMKilled"), FAILED_JOB) == ("Diverged",
                                                                                       "loss is NaN at step 12")
-    assert training_status.failure({}, term(137, "OOMKilled"), FAILED_JOB)[0] == lt.REASON_OUT_OF_MEMORY
+    assert training_status.failure({}, term(137, "OOMKilled"), FAILED_JOB)[0] == worker.REASON_OUT_OF_MEMORY
     assert training_status.failure({}, term(42), FAILED_JOB)[0] == "BackoffLimitExceeded"  # not a trainer code
     assert training_status.failure({}, None, FAILED_JOB) == ("BackoffLimitExceeded", FAILED_JOB.message)
     odd = JobState(cond.FAILED, "pod failure policy", "m")
@@ -76,13 +76,13 @@ def test_succeeded_rounds_losses_and_reports_the_gate():
     assert patch["message"] == "adapter adapters/ns/x: eval loss 0.412 (base 1.000), gate Passed"
     assert by_type(patch)[cond.READY]["status"] == cond.TRUE and patch["attempts"][0]["outcome"] == "Succeeded"
     disabled = training_status.succeeded({}, 1, {"adapterPath": "a"}, 1, [], READY)
-    assert by_type(disabled)[cond.QUALITY_GATE_PASSED]["reason"] == lt.GATE_DISABLED
+    assert by_type(disabled)[cond.QUALITY_GATE_PASSED]["reason"] == worker.GATE_DISABLED
     assert "eval loss n/a" in disabled["message"]
 
 
 def test_failed_by_the_gate_sets_the_gate_condition():
     gate = {"passed": False, "reason": "DegenerateOutput", "message": "only whitespace"}
-    patch = training_status.failed({}, 1, lt.REASON_QUALITY_GATE_FAILED, "gate", gate, [], READY)
+    patch = training_status.failed({}, 1, worker.REASON_QUALITY_GATE_FAILED, "gate", gate, [], READY)
     assert by_type(patch)[cond.QUALITY_GATE_PASSED]["reason"] == "DegenerateOutput"
     assert patch["message"] == "QualityGateFailed: gate"
     assert cond.QUALITY_GATE_PASSED not in by_type(training_status.failed({}, 1, "OutOfMemory", "oom", {}, [], READY))
@@ -150,7 +150,23 @@ def test_a_rendezvous_timeout_of_unplaced_ranks_is_unschedulable():
     spec = LoraTrainingSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True),
                                             "placement": {"nodes": 2, "schedulingTimeoutSeconds": 30}})
     status = {"conditions": cond.set_condition(None, cond.SCHEDULED, cond.FALSE, "Unschedulable", "1 of 2 placed", 1)}
-    reason, message = training_status.unschedulable_ranks(spec, status, lt.REASON_RENDEZVOUS_TIMEOUT, "timeout")
-    assert reason == lt.REASON_UNSCHEDULABLE and "within 30s" in message and message.endswith("1 of 2 placed")
-    assert training_status.unschedulable_ranks(spec, {}, lt.REASON_RENDEZVOUS_TIMEOUT, "t") == (
-        lt.REASON_RENDEZVOUS_TIMEOUT, "t")  # placed, but a peer never came: the timeout stands
+    reason, message = training_status.unschedulable_ranks(spec, status, worker.REASON_RENDEZVOUS_TIMEOUT, "timeout")
+    assert reason == worker.REASON_UNSCHEDULABLE and "within 30s" in message and message.endswith("1 of 2 placed")
+    assert training_status.unschedulable_ranks(spec, {}, worker.REASON_RENDEZVOUS_TIMEOUT, "t") == (
+        worker.REASON_RENDEZVOUS_TIMEOUT, "t")  # placed, but a peer never came: the timeout stands
+
+
+def test_kubectl_get_columns_show_values_for_people():
+    """Printer columns cannot format numbers: PROGRESS is progress.summary ("12/32 (37%)"), the
+    loss columns are fields kept to 3 decimals (the precise losses stay in result.qualityGate)."""
+    from golora.api.loratraining import KIND
+    from golora.api.loratraining_status import progress_percent, progress_summary, shown
+
+    cols = {c.name: c for c in KIND.printer_columns}
+    assert (cols["Progress"].type, cols["Progress"].json_path) == ("string", ".status.progress.summary")
+    assert {cols[n].json_path for n in ("Loss", "Eval-Loss", "Base-Loss")} == {
+        ".status.progress.loss", ".status.result.evalLoss", ".status.result.baseEvalLoss"}
+    assert progress_summary(12, 32) == "12/32 (37%)" and progress_percent(12, 32) == 37
+    assert progress_summary(32, 32) == "32/32 (100%)" and progress_percent(31, 32) == 96
+    assert progress_summary(0, None) is None and progress_percent(3, 0) is None
+    assert shown(4.271347308919449) == 4.271 and shown(None) is None and shown(1) == 1.0

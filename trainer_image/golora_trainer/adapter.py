@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from golora.api.loratraining import REASON_INVALID_ADAPTER
+from golora.api.worker import REASON_INVALID_ADAPTER
 from golora.vllm import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterCheck, validate_adapter_dir
 
 from .errors import TrainerError

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
 
 from transformers import TrainerCallback
 
+from golora.api.loratraining_status import shown
+
+from . import settings
 from .report import progress_fields
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,6 @@ log = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 3.0
 # The first logged loss this far above the base eval loss points at a data/label bug, not training.
 FIRST_LOSS_WARN_FACTOR = 1.5
-FAULT_OOM_ENV = "GOLORA_FAULT_OOM_ABOVE_MICRO_BATCH"
 
 
 class ProgressCallback(TrainerCallback):
@@ -89,14 +90,13 @@ class ProgressCallback(TrainerCallback):
             step=step,
             total_steps=total or None,
             epoch=round(float(state.epoch or 0.0), 4),
-            loss=_round(self.last.get("loss")),
+            loss=shown(self.last.get("loss")),
             token_accuracy=_round(self.last.get("tokenAccuracy")),
             learning_rate=self.last.get("learningRate"),
             grad_norm=self.last.get("gradNorm"),
             num_tokens=self.last.get("numTokens"),
             tokens_per_second=round(tps, 1) if tps else None,
             eta_seconds=eta,
-            percent=int(100 * step / total) if total else None,
         )
 
     def report(self, state, force: bool = False) -> None:
@@ -104,7 +104,7 @@ class ProgressCallback(TrainerCallback):
 
 
 def _round(v: float | None, digits: int = 4) -> float | None:
-    """Status is read by people (kubectl get): four decimals say everything a loss needs to."""
+    """Status is read by people: four decimals say everything an accuracy needs to."""
     return None if v is None else round(v, digits)
 
 
@@ -198,8 +198,7 @@ class FaultInjection(TrainerCallback):
 
     def __init__(self, micro_batch: int):
         self.micro_batch = micro_batch
-        value = os.environ.get(FAULT_OOM_ENV)
-        self.limit = int(value) if value else None
+        self.limit = settings.current().fault_oom_above_micro_batch
 
     def on_step_begin(self, args, state, control, **kw):
         if self.limit is not None and self.micro_batch > self.limit:

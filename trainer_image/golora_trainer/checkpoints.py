@@ -18,7 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
-from golora.api.loratraining import TrainerConfig
+from golora.api.worker import TrainerConfig
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from golora.api.loratraining import (
-    EXIT_INVALID_CONFIG,
-    REASON_INVALID_CONFIG,
-    TRAINER_CONFIG_ENV,
-    TrainerConfig,
-)
+from golora.api.worker import EXIT_INVALID_CONFIG, REASON_INVALID_CONFIG, TRAINER_CONFIG_ENV, TrainerConfig
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -54,7 +49,7 @@ def _report_invalid(message: str, raw: str | None) -> int:
 
     target = None
     try:
-        from golora.api.loratraining import StatusTarget
+        from golora.api.worker import StatusTarget
 
         data = json.loads(raw or "{}")
         if isinstance(data, dict) and data.get("statusTarget"):

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from golora.api.loratraining import REASON_INVALID_CONFIG
+from golora.api.worker import REASON_INVALID_CONFIG
 
 from .errors import TrainerError
 

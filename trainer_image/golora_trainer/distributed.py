@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from golora.api.loratraining import REASON_INVALID_CONFIG
+from golora.api.worker import REASON_INVALID_CONFIG
 
 from .errors import TrainerError
 from .precision import BF16_MIN_MAJOR

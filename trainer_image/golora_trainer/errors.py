@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from golora.api.loratraining import (
-    REASON_OUT_OF_MEMORY,
-    REASON_TRAINING_FAILED,
-    exit_code_for,
-)
+from golora.api.worker import REASON_OUT_OF_MEMORY, REASON_TRAINING_FAILED, exit_code_for
 
 
 class TrainerError(Exception):
-    """A failure with a reason the operator understands (see golora.api.loratraining REASON_*)."""
+    """A failure with a reason the operator understands (see golora.api.worker REASON_*)."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)

@@ -14,11 +14,14 @@ import logging
 import math
 from dataclasses import dataclass
 
-from golora.api.loratraining import QualityGate, QualityGateResult
+from golora.api.loratraining import QualityGate
+from golora.api.loratraining_status import QualityGateResult
 
 from . import gate as g
-from .data import IGNORE_INDEX, Example
+from . import gocheck
+from .data import IGNORE_INDEX, Example, Formatter, Pair
 from .gate import Generation
+from .gosrc import goroot
 
 log = logging.getLogger(__name__)
 
@@ -190,17 +193,52 @@ def run_gate(
             with ctx:
                 base = generate(model, tokenizer, prompts, **opts)
     groups = [[x.text for x in adapter]] + ([[x.text for x in base]] if base is not None else [])
-    checks, notes = g.go_checks(groups, extractor_binary, [metas] * len(groups), goroot=goroot)
+    checks, notes = gocheck.go_checks(groups, extractor_binary, [metas] * len(groups), goroot=goroot)
     result.notes.extend(notes)
     a_check, b_check = checks[0], (checks[1] if base is not None else None)
     result.adapter = g.generation_metrics(adapter)
-    g.apply_checks(result.adapter, a_check)
+    gocheck.apply_checks(result.adapter, a_check)
     if base is not None:
         result.base = g.generation_metrics(base)
-        g.apply_checks(result.base, b_check)
+        gocheck.apply_checks(result.base, b_check)
     if a_check.parse_rate is not None and result.adapter.type_checkable == 0:
         reasons = sorted({d for d in a_check.type_details if d})
         result.notes.append("no generation could be type-checked (only parsed): " + "; ".join(reasons[:3]))
     result.samples = g.side_by_side(prompt_texts, adapter, base, a_check, b_check)
     g.decide(result, gate)
     return result, adapter
+
+
+def quality_gate(model, tokenizer, fmt: Formatter, eval_pairs: list[Pair], *, gate: QualityGate, budget: int,
+                 metas_file, adapter_loss: float, base_loss: float, precision: str, cuda: bool,
+                 extractor_binary: str) -> tuple[QualityGateResult, float | None]:
+    """``run_gate`` on the first ``gate.prompts`` held-out prompts that fit ``budget`` tokens, with
+    each pair's extractor ``meta`` from ``metas_file`` (what the type check needs). Returns the
+    result and the adapter's repetition (longest repeated-token run / generated tokens)."""
+    chosen = []
+    for pair in eval_pairs:
+        ids = fmt.prompt_ids(pair.instruction)
+        if len(ids) <= budget:
+            chosen.append((pair, ids))
+        if len(chosen) >= gate.prompts:
+            break
+    metas = gocheck.pair_metas(metas_file)
+    eos_ids = sorted({fmt.eos_token_id, *_eos_ids(getattr(model, "generation_config", None))})
+    root = goroot()
+    result, gens = run_gate(
+        model, tokenizer, [ids for _, ids in chosen], [p.instruction for p, _ in chosen],
+        [metas.get((p.instruction, p.output)) for p, _ in chosen], gate=gate, eos_ids=eos_ids,
+        pad_id=tokenizer.pad_token_id, precision=precision, batch_size=16 if cuda else 8,
+        eval_loss=adapter_loss, base_eval_loss=base_loss, extractor_binary=extractor_binary,
+        goroot=str(root) if root else None)
+    total_tokens = sum(len(x.token_ids) for x in gens)
+    run = result.adapter.longest_repeat_run if result.adapter else None
+    log.info("quality gate %s (%s): %s", result.reason, result.comparison, result.message)
+    return result, (round(run / total_tokens, 4) if total_tokens and run is not None else None)
+
+
+def _eos_ids(generation_config) -> list[int]:
+    if generation_config is None or generation_config.eos_token_id is None:
+        return []
+    eos = generation_config.eos_token_id
+    return list(eos) if isinstance(eos, list | tuple) else [eos]

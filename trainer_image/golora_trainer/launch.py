@@ -21,11 +21,12 @@ import os
 import socket
 import time
 
-from golora.api.loratraining import (
+from golora.api.worker import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RENDEZVOUS_TIMEOUT,
+    POD_IP_ENV,
     REASON_RENDEZVOUS_TIMEOUT,
 )
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 RDZV_PORT = 29400
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by the Job controller in Indexed Jobs
-POD_IP_ENV = "GOLORA_POD_IP"  # downward API status.podIP
 
 
 def torchrun_args(*, nnodes: int, nproc: int, endpoint: str | None, rdzv_id: str | None, index: int,

@@ -15,21 +15,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from golora.api.loratraining import (
-    REASON_INVALID_CONFIG,
-    REASON_PREQUANTIZED_BASE,
-    TrainerConfig,
-)
+from golora.api.worker import REASON_INVALID_CONFIG, REASON_PREQUANTIZED_BASE, TrainerConfig
 
+from . import settings
 from .errors import TrainerError
 from .precision import PrecisionPlan, torch_dtype
 
 log = logging.getLogger(__name__)
 
-# Test/benchmark overrides: pretend to be another GPU (e.g. a T4 on an H200).
-CAPABILITY_ENV = "GOLORA_GPU_COMPUTE_CAPABILITY"  # "7.5"
-MEMORY_ENV = "GOLORA_GPU_MEMORY_GIB"  # "15": also caps the allocator to that much
-FORCE_CPU_ENV = "GOLORA_FORCE_CPU"
 
 
 @dataclass
@@ -50,20 +43,19 @@ class Device:
 
 
 def detect_device(index: int = 0) -> Device:
-    """This rank's device: CUDA device ``index`` (its local rank), else the CPU."""
+    """This rank's device: CUDA device ``index`` (its local rank), else the CPU. Tests and
+    benchmarks can pretend it is another GPU (``settings``: e.g. a T4 on an H200)."""
     import torch
 
-    if os.environ.get(FORCE_CPU_ENV) == "1" or not torch.cuda.is_available():
+    now = settings.current()
+    if now.force_cpu or not torch.cuda.is_available():
         return Device(cuda=False, name="cpu")
     props = torch.cuda.get_device_properties(index)
-    capability = (props.major, props.minor)
-    if os.environ.get(CAPABILITY_ENV):
-        major, _, minor = os.environ[CAPABILITY_ENV].partition(".")
-        capability = (int(major), int(minor or 0))
+    capability = now.gpu_compute_capability or (props.major, props.minor)
     total = int(props.total_memory)
     capped = False
-    if os.environ.get(MEMORY_ENV):
-        want = int(float(os.environ[MEMORY_ENV]) * 1024**3)
+    if now.gpu_memory_gib:
+        want = int(now.gpu_memory_gib * 1024**3)
         if want < total:
             torch.cuda.set_per_process_memory_fraction(want / total, index)
             total, capped = want, True

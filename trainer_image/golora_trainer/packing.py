@@ -34,7 +34,6 @@ from .data import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
-PACKING_ENV = "GOLORA_PACKING"
 PADDING_FREE = "padding_free"
 ATTENTION = "golora_varlen"  # the attn_implementation name registered with transformers
 # Layer calls of varlen_attention per path, so a benchmark can say which kernel really ran.
@@ -47,7 +46,7 @@ def packing_requested(value: str | None) -> bool:
         return False
     if value == PADDING_FREE:
         return True
-    log.warning("%s=%s ignored: the only packing is %r", PACKING_ENV, value, PADDING_FREE)
+    log.warning("GOLORA_PACKING=%s ignored: the only packing is %r", value, PADDING_FREE)
     return False
 
 
@@ -207,6 +206,6 @@ def unpack(row: dict, pad_id: int) -> dict:
             "attention_mask": pad(mask, batch_first=True, padding_value=0)}
 
 
-__all__ = ["ATTENTION", "CALLS", "PACKING_ENV", "PADDING_FREE", "PackedCollator", "boundaries_from_positions",
+__all__ = ["ATTENTION", "CALLS", "PADDING_FREE", "PackedCollator", "boundaries_from_positions",
            "kernel_for", "packed_mask", "packing_requested", "register", "sample_bounds", "unpack",
            "use_varlen_attention", "varlen_attention"]

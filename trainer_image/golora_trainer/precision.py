@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from golora.api.loratraining import REASON_INVALID_CONFIG
+from golora.api.worker import REASON_INVALID_CONFIG
 
 from .errors import TrainerError
 

@@ -2,8 +2,8 @@
 
 ``PATCH https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/apis/<group>/<version>/
 namespaces/<ns>/<plural>/<name>/status`` with ``Content-Type: application/merge-patch+json``,
-the service account's bearer token and CA (``$GOLORA_SERVICEACCOUNT_DIR`` or the standard
-mount). The trainer owns ``status.progress`` and ``status.result``; the operator owns the rest.
+the service account's bearer token and CA (the standard mount, or ``GOLORA_SERVICEACCOUNT_DIR``:
+``settings``). The trainer owns ``status.progress`` and ``status.result``; the operator owns the rest.
 
 Reporting never fails a run: errors are logged and retried. Progress goes through a
 background thread that keeps only the newest update and sends at most one every
@@ -24,15 +24,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from golora.api.loratraining import TrainingProgress
+from golora.api.loratraining_status import TrainingProgress, progress_percent, progress_summary
 from golora.api.worker import TERMINATION_LOG, TERMINATION_LOG_ENV, StatusTarget
 from golora.timestamps import now_rfc3339
 
+from . import settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-SA_DIR_ENV = "GOLORA_SERVICEACCOUNT_DIR"
-PROGRESS_INTERVAL_ENV = "GOLORA_PROGRESS_INTERVAL"
 TERMINATION_MESSAGE_LIMIT = 4096  # the kubelet keeps at most this many bytes
 # The training curve's fields of status.progress (cleared when an attempt starts over).
 CURVE_FIELDS = tuple(f for f in TrainingProgress.model_fields
@@ -42,10 +41,15 @@ CURVE_FIELDS = tuple(f for f in TrainingProgress.model_fields
 def progress_fields(**fields: Any) -> dict[str, Any]:
     """``status.progress`` as the CRD names it, from TrainingProgress's own field names (an
     unknown name is an error here, not a field the operator never reads); an explicit None
-    clears a field."""
+    clears a field. With ``step`` and ``total_steps``, ``percent`` and ``summary`` (what
+    ``kubectl get`` shows: printer columns cannot format numbers) follow from them."""
     unknown = set(fields) - set(TrainingProgress.model_fields)
     if unknown:
         raise TypeError(f"not TrainingProgress fields: {sorted(unknown)}")
+    step, total = fields.get("step"), fields.get("total_steps")
+    if step is not None and total:
+        fields.setdefault("percent", progress_percent(step, total))
+        fields.setdefault("summary", progress_summary(step, total))
     return TrainingProgress(**fields).model_dump(by_alias=True, exclude_unset=True)
 
 
@@ -85,12 +89,11 @@ class StatusReporter:
         backoff: float = 0.5,
     ):
         self.target = target
-        self.sa_dir = Path(sa_dir or os.environ.get(SA_DIR_ENV) or DEFAULT_SA_DIR)
+        now = settings.current()
+        self.sa_dir = Path(sa_dir or now.serviceaccount_dir)
         self.host = host or os.environ.get("KUBERNETES_SERVICE_HOST", "")
         self.port = port or os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if min_interval is None:
-            min_interval = float(os.environ.get(PROGRESS_INTERVAL_ENV, "5"))
-        self.min_interval = min_interval
+        self.min_interval = now.progress_interval if min_interval is None else min_interval
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff

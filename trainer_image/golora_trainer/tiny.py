@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import gosrc
+from . import gosrc, settings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class TinySpec:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GOLORA_CACHE") or Path.home() / ".cache" / "golora")
+    return Path(settings.current().cache).expanduser()
 
 
 # --- tokenizer ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """One training attempt, end to end: pre-flight, data, plan, train, evaluate, gate, save, report.
 
-``run(config)`` returns the process exit code (``golora.api.loratraining`` EXIT_*); every
+``run(config)`` returns the process exit code (``golora.api.worker`` EXIT_*); every
 failure is reported to the CR's status, to result fields and to the termination log with a
 reason the operator acts on (OutOfMemory: retry with half the micro-batch).
 """
@@ -12,16 +12,14 @@ import os
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
-import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from golora.api.loratraining import (  # noqa: E402
+from golora.api.loratraining_status import QualityGateResult, TrainingResult, shown  # noqa: E402
+from golora.api.worker import (  # noqa: E402
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -32,15 +30,12 @@ from golora.api.loratraining import (  # noqa: E402
     REASON_INVALID_ADAPTER,
     REASON_INVALID_CONFIG,
     REASON_QUALITY_GATE_FAILED,
-    QualityGateResult,
     TrainerConfig,
-    TrainingResult,
 )
 from golora.timestamps import now_rfc3339  # noqa: E402
 
-from . import checkpoints, distributed  # noqa: E402
+from . import checkpoints, distributed, sft  # noqa: E402
 from .adapter import RESULT_FILE, clean_stale_staging, install_adapter, stage_adapter  # noqa: E402
-from .batching import LengthBucketSampler, padding_efficiency  # noqa: E402
 from .callbacks import (  # noqa: E402
     DivergenceGuard,
     FaultInjection,
@@ -51,9 +46,7 @@ from .callbacks import (  # noqa: E402
 )
 from .data import Formatter, data_digest, holdout, read_pairs, to_dataset, tokenize_pairs  # noqa: E402
 from .errors import TrainerError, classify  # noqa: E402
-from .evaluate import eval_loss, run_gate  # noqa: E402
-from .gate import pair_metas  # noqa: E402
-from .gosrc import goroot  # noqa: E402
+from .evaluate import eval_loss, quality_gate  # noqa: E402
 from .memory import LOSS_FUSED, LOSS_PLAIN, ModelShape, Recipe, accumulation_for, plan_micro_batch  # noqa: E402
 from .modelio import (  # noqa: E402
     check_prequantized,
@@ -63,79 +56,14 @@ from .modelio import (  # noqa: E402
     load_tokenizer,
     resolve_source,
 )
-from .packing import PACKING_ENV, PackedCollator, packing_requested, use_varlen_attention  # noqa: E402
-from .precision import force_trainable_fp32, resolve_precision, trainable_dtypes  # noqa: E402
+from .precision import resolve_precision  # noqa: E402
 from .report import CURVE_FIELDS, StatusReporter, progress_fields, write_termination_message  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-LOSS_LIGER = "liger"
 CPU_MICRO_BATCH = 4  # CPU runs are tiny-model runs: no memory model needed
 EVAL_MAX_SAMPLES = 512  # eval-loss samples (base and adapter see the same ones)
-MAX_GRAD_NORM = 0.3  # the QLoRA reference value
-CHECKPOINTS_KEPT = 2
 SEQ_ROUND = 64
-PAD_MULTIPLE_CUDA = 8  # tensor-core friendly shapes
-# Benchmarks only: "group_by_length" trains with transformers' sampler instead of length buckets,
-# so bench/ can measure the difference in one run.
-SAMPLER_ENV = "GOLORA_TRAIN_SAMPLER"
-# Benchmarks only: "liger" adds Liger's fused RMSNorm, SwiGLU and RoPE kernels (CUDA, liger-kernel
-# installed) to TRL's fused LM head, so bench/ measures them before they become a default.
-LAYER_KERNELS_ENV = "GOLORA_LAYER_KERNELS"
-LIGER_LAYER_KERNELS = {"rms_norm": True, "swiglu": True, "rope": True,
-                       "cross_entropy": False, "fused_linear_cross_entropy": False}
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
-
-
-def loss_implementation() -> str:
-    """The memory-saving loss available: TRL's fused chunked LM head (TRL >= 1.x, its default),
-    else Liger's fused linear cross-entropy when liger-kernel is importable, else plain."""
-    try:
-        from trl.trainer.utils import add_fused_lm_head  # noqa: F401
-
-        return LOSS_FUSED
-    except ImportError:
-        pass
-    if liger_installed():
-        return LOSS_LIGER
-    return LOSS_PLAIN
-
-
-def liger_arguments(loss_impl: str, *, cuda: bool, requested: str | None, available: bool) -> dict:
-    """SFTConfig arguments for Liger Kernel.
-
-    Its fused linear cross-entropy when that is the loss (TRL without the fused LM head); its
-    layer kernels when ``requested`` is "liger", there is a GPU (they are Triton kernels) and the
-    package is ``available``. TRL >= 1.x refuses the fused cross-entropy next to its own LM head,
-    so the layer kernels always leave it off.
-    """
-    if loss_impl == LOSS_LIGER:
-        return {"use_liger_kernel": True}
-    if requested != "liger":
-        return {"use_liger_kernel": False}
-    if not cuda or not available:
-        log.warning("%s=liger ignored: %s", LAYER_KERNELS_ENV, "no GPU" if not cuda else "liger-kernel not installed")
-        return {"use_liger_kernel": False}
-    return {"use_liger_kernel": True, "liger_kernel_config": dict(LIGER_LAYER_KERNELS)}
-
-
-def sft_config(**kwargs):
-    """SFTConfig from kwargs, dropping those this transformers/TRL does not know (5.17 vs 5.24)."""
-    from trl import SFTConfig
-
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    if "train_sampling_strategy" in names and kwargs.pop("group_by_length", False):
-        kwargs["train_sampling_strategy"] = "group_by_length"
-    if "activation_checkpointing" in names:  # transformers >= 5.2x renamed gradient_checkpointing*
-        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing", False)
-        kwargs["activation_checkpointing_kwargs"] = kwargs.pop("gradient_checkpointing_kwargs", None)
-    unknown = sorted(k for k in kwargs if k not in names)
-    if unknown:
-        log.info("SFTConfig here has no %s: left out", ", ".join(unknown))
-    return SFTConfig(**{k: v for k, v in kwargs.items() if k in names})
 
 
 def _roundup(n: int, m: int) -> int:
@@ -247,7 +175,7 @@ class TrainingRun:
 
         # plan ----------------------------------------------------------------------------
         shape = ModelShape.from_config(config_dict)
-        loss_impl = loss_implementation()
+        loss_impl = sft.loss_implementation()
         seq_len = min(training.max_seq_length, _roundup(tstats.max_len, SEQ_ROUND))
         # the effective batch is kept: each rank does its share of the sequences of one step
         effective = distributed.per_rank_batch(training.effective_batch_size, ranks.world_size)
@@ -315,7 +243,8 @@ class TrainingRun:
         baseline = distributed.broadcast(baseline)
         log.info("base eval loss %.4f, token accuracy %.3f on %d tokens", baseline["loss"],
                  baseline["tokenAccuracy"], baseline["tokens"])
-        self.fields.update(base_eval_loss=baseline["loss"], base_eval_token_accuracy=baseline["tokenAccuracy"],
+        # the result's losses are shown by kubectl get; the gate keeps the precise ones
+        self.fields.update(base_eval_loss=shown(baseline["loss"]), base_eval_token_accuracy=baseline["tokenAccuracy"],
                            eval_tokens=baseline["tokens"])
         guard.base = baseline["loss"] if math.isfinite(baseline["loss"]) else None
 
@@ -361,7 +290,7 @@ class TrainingRun:
         self.stage("evaluating")
         ev = eval_loss(trainer.model, eval_ex, batch_size=eval_batch, pad_id=pad_id, precision=plan.name)
         log.info("adapter eval loss %.4f (base %.4f), token accuracy %.3f", ev.loss, baseline["loss"], ev.token_accuracy)
-        self.fields.update(eval_loss=ev.loss, eval_token_accuracy=ev.token_accuracy)
+        self.fields.update(eval_loss=shown(ev.loss), eval_token_accuracy=ev.token_accuracy)
         gate_spec = spec.quality_gate
         if gate_spec.enabled:
             self.stage("gate")
@@ -402,7 +331,7 @@ class TrainingRun:
         result = self.result_dict()
         install_adapter(staging, dest, result)
         final = progress_fields(**self.static, stage="done" if passed else "gate-failed", step=state.global_step,
-                                total_steps=state.max_steps, percent=100 if state.max_steps else None)
+                                total_steps=state.max_steps)
         self.reporter.result(result, progress=final)
         if passed:
             write_termination_message(
@@ -414,151 +343,21 @@ class TrainingRun:
 
     def build_trainer(self, model, tokenizer, train_ds, *, plan, micro, accumulation, ckpt, cuda, loss_impl,
                       callbacks):
-        from peft import LoraConfig
-
-        spec = self.spec
-        t = spec.training
-        lora = LoraConfig(
-            r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-            target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM",
-        )
-        sampler_name = os.environ.get(SAMPLER_ENV, "buckets")
-        buckets = sampler_name != "group_by_length"
-        lengths = [len(ids) for ids in train_ds["input_ids"]]
-        # one optimizer step takes micro x accumulation sequences from each rank (accelerate hands
-        # the sampler's micro-batches to the ranks in turn)
-        per_step = micro * accumulation * self.ranks.world_size
-        sampler = LengthBucketSampler(lengths, micro, seed=t.seed, per_step=per_step) if buckets else None
-        if sampler is not None:
-            efficiency = padding_efficiency(lengths, sampler.batches(), PAD_MULTIPLE_CUDA if cuda else 1)
-            self.fields["padding_efficiency"] = round(efficiency, 4) if efficiency else None
-            log.info("length-bucketed micro-batches: %.1f%% of the padded tokens are real", 100 * (efficiency or 0))
-        else:
-            log.info("sampler: transformers' group_by_length (%s=%s)", SAMPLER_ENV, sampler_name)
-        # Benchmarks only: GOLORA_PACKING=padding_free packs each micro-batch (the same samples) into one
-        # row without pad tokens, attention kept inside each sample (packing.py).
-        packed = packing_requested(os.environ.get(PACKING_ENV))
-        if packed:
-            self.fields["padding_efficiency"] = 1.0  # every token of a packed row is a sample's
-            use_varlen_attention(model)
-        args = sft_config(
-            output_dir=str(self.ckpt_dir),
-            per_device_train_batch_size=micro,
-            per_device_eval_batch_size=micro,
-            gradient_accumulation_steps=accumulation,
-            num_train_epochs=t.epochs,
-            max_steps=t.max_steps or -1,
-            learning_rate=t.learning_rate,
-            lr_scheduler_type="cosine",
-            # transformers v5: a float below 1 is a fraction of the total steps (warmup_ratio is deprecated)
-            warmup_steps=t.warmup_ratio,
-            weight_decay=0.0,
-            max_grad_norm=MAX_GRAD_NORM,
-            optim="adamw_torch_fused" if cuda else "adamw_torch",
-            fp16=plan.fp16,
-            bf16=plan.bf16,
-            use_cpu=not cuda,
-            gradient_checkpointing=ckpt,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if ckpt else None,
-            group_by_length=not buckets,
-            max_length=t.max_seq_length,
-            packing=False,
-            padding_free=False,
-            completion_only_loss=True,
-            pad_to_multiple_of=PAD_MULTIPLE_CUDA if cuda and not packed else None,
-            **liger_arguments(loss_impl, cuda=cuda, requested=os.environ.get(LAYER_KERNELS_ENV),
-                              available=liger_installed()),
-            logging_steps=t.logging_steps,
-            logging_first_step=True,
-            logging_nan_inf_filter=False,  # the divergence guard must see a NaN/inf loss, not an average hiding it
-            save_strategy="steps",
-            save_steps=t.checkpoint_steps,
-            save_total_limit=CHECKPOINTS_KEPT,
-            eval_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            seed=t.seed,
-            data_seed=t.seed,
-            dataloader_num_workers=0,
-            ddp_find_unused_parameters=False,  # every LoRA parameter takes part in every step
-        )
-        try:
-            trainer = bucketed_sft_trainer()(model=model, args=args, train_dataset=train_ds,
-                                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
-                                             data_collator=PackedCollator() if packed else None)
-        except ValueError as exc:
-            if "target" in str(exc).lower() and "module" in str(exc).lower():
-                raise TrainerError(REASON_INVALID_CONFIG, f"lora.targetModules: {exc}") from exc
-            raise
-        if sampler is not None and len(trainer.train_dataset) != len(lengths):
-            # TRL keeps every pre-tokenized row, in order; if a version stops doing so, train unbucketed
-            log.warning("TRL prepared %d training rows from %d: micro-batches are not length-bucketed",
-                        len(trainer.train_dataset), len(lengths))
-            self.fields["padding_efficiency"] = None
-            sampler = None
-        trainer.length_buckets = sampler
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # ProgressCallback logs the same, once
-        if plan.trainable_fp32:
-            # SFTTrainer has just cast the LoRA parameters of a 4-bit model to bf16; fp16's GradScaler
-            # cannot unscale bf16 gradients (the blog's crash on the T4), fp32 cannot mix them.
-            before = trainable_dtypes(trainer.model)
-            cast = force_trainable_fp32(trainer.model)
-            log.info("trainable parameters forced to fp32 after SFTTrainer was built: %s -> %s (%d tensors)",
-                     before, trainable_dtypes(trainer.model), cast)
+        trainer, efficiency = sft.build_trainer(
+            self.spec, model, tokenizer, train_ds, output_dir=self.ckpt_dir, world_size=self.ranks.world_size,
+            plan=plan, micro=micro, accumulation=accumulation, ckpt=ckpt, cuda=cuda, loss_impl=loss_impl,
+            callbacks=callbacks)
+        self.fields["padding_efficiency"] = efficiency
         return trainer
 
     def quality_gate(self, model, tokenizer, fmt, eval_pairs, adapter_loss, base_loss, precision, cuda):
-        spec = self.spec.quality_gate
-        budget = self.spec.training.max_seq_length
-        chosen = []
-        for pair in eval_pairs:
-            ids = fmt.prompt_ids(pair.instruction)
-            if len(ids) <= budget:
-                chosen.append((pair, ids))
-            if len(chosen) >= spec.prompts:
-                break
         # the type check finds each pair's original function through the extractor's meta
-        eval_file = self.store / self.cfg.eval_path if self.cfg.eval_path else self.store / self.cfg.train_path
-        metas = pair_metas(eval_file)
-        eos_ids = sorted({fmt.eos_token_id, *_as_list(getattr(model, "generation_config", None))})
-        root = goroot()
-        result, gens = run_gate(
-            model, tokenizer, [ids for _, ids in chosen], [p.instruction for p, _ in chosen],
-            [metas.get((p.instruction, p.output)) for p, _ in chosen], gate=spec, eos_ids=eos_ids,
-            pad_id=tokenizer.pad_token_id, precision=precision, batch_size=16 if cuda else 8,
-            eval_loss=adapter_loss, base_eval_loss=base_loss, extractor_binary=self.cfg.extractor_binary,
-            goroot=str(root) if root else None)
-        total_tokens = sum(len(g.token_ids) for g in gens)
-        run = result.adapter.longest_repeat_run if result.adapter else None
-        self._repetition = round(run / total_tokens, 4) if total_tokens and run is not None else None
-        log.info("quality gate %s (%s): %s", result.reason, result.comparison, result.message)
+        metas_file = self.store / (self.cfg.eval_path or self.cfg.train_path)
+        result, self._repetition = quality_gate(
+            model, tokenizer, fmt, eval_pairs, gate=self.spec.quality_gate, budget=self.spec.training.max_seq_length,
+            metas_file=metas_file, adapter_loss=adapter_loss, base_loss=base_loss, precision=precision, cuda=cuda,
+            extractor_binary=self.cfg.extractor_binary)
         return result, bool(result.passed)
-
-
-@functools.cache
-def bucketed_sft_trainer():
-    """SFTTrainer whose training order comes from ``length_buckets`` when it is set (one class,
-    made on first use so that importing this module does not import TRL)."""
-    from trl import SFTTrainer
-
-    class BucketedSFTTrainer(SFTTrainer):
-        length_buckets: LengthBucketSampler | None = None
-
-        def _get_train_sampler(self, *args, **kwargs):
-            if self.length_buckets is not None:
-                return self.length_buckets
-            return super()._get_train_sampler(*args, **kwargs)
-
-    return BucketedSFTTrainer
-
-
-def _as_list(generation_config) -> list[int]:
-    if generation_config is None or generation_config.eos_token_id is None:
-        return []
-    eos = generation_config.eos_token_id
-    return list(eos) if isinstance(eos, list | tuple) else [eos]
 
 
 def _quiet_libraries() -> None:
@@ -596,4 +395,4 @@ def run(cfg: TrainerConfig, reporter: StatusReporter | None = None) -> int:
         reporter.flush()
 
 
-__all__ = ["RESULT_FILE", "run", "TrainingRun", "loss_implementation"]
+__all__ = ["RESULT_FILE", "run", "TrainingRun"]

@@ -16,6 +16,7 @@ from .common import (
     StatusModel,
     StoreRef,
     cel,
+    relative_path,
     section,
     validations,
 )
@@ -104,15 +105,7 @@ class AdapterServingSpec(CamelModel):
         ),
     )
     training_ref: TrainingRef | None = Field(None, description="LoraTraining whose adapter is served.")
-    adapter_path: str | None = Field(
-        None,
-        max_length=1024,
-        description="Or an adapter directory relative to the store.",
-        json_schema_extra=validations(
-            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
-                "adapterPath must be relative to the store and must not contain '..'")
-        ),
-    )
+    adapter_path: str | None = relative_path("adapterPath", "Or an adapter directory relative to the store.")
     targets: Targets = Field(..., description="Model-server Deployments to patch.")
     container_name: str = Field(
         DEFAULT_CONTAINER, min_length=1, max_length=63, description="Engine container, found by name (never by index)."

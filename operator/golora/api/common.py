@@ -32,6 +32,16 @@ def validations(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+SAFE_RELATIVE_PATH_CEL = "!self.startsWith('/') && !self.split('/').exists(p, p == '..')"
+
+
+def relative_path(name: str, description: str, *, default: str | None = None, within: str = "the store") -> Any:
+    """A path inside a volume (``name`` as the user writes it): never absolute, never through
+    '..', so a spec cannot reach outside the volume it names."""
+    return Field(default, max_length=1024, description=description, json_schema_extra=validations(
+        cel(SAFE_RELATIVE_PATH_CEL, f"{name} must be relative to {within} and must not contain '..'")))
+
+
 def _object_rules(schema: dict[str, Any], cls: type[CamelModel]) -> None:
     """json_schema_extra hook: a model's ``one_of`` groups and ``cel_rules`` become CEL."""
     rules = [

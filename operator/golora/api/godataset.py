@@ -23,6 +23,7 @@ from .common import (
     StatusModel,
     StoreRef,
     cel,
+    relative_path,
     section,
     validations,
 )
@@ -33,7 +34,6 @@ GIT_URL_CEL = (
     "self.matches('^(https?|ssh)://[A-Za-z0-9.-]+(:[0-9]+)?/[^\\\\s]*$') || "
     "self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\\\\s]+$')"
 )
-SAFE_RELATIVE_PATH_CEL = "!self.startsWith('/') && !self.split('/').exists(p, p == '..')"
 
 
 class GitSource(CamelModel):
@@ -89,14 +89,8 @@ class PVCSource(CamelModel):
     claim_name: str = Field(
         ..., max_length=253, pattern=K8S_NAME_PATTERN, description="PersistentVolumeClaim name."
     )
-    path: str = Field(
-        "",
-        max_length=1024,
-        description="Directory inside the claim (relative; no '..').",
-        json_schema_extra=validations(
-            cel(SAFE_RELATIVE_PATH_CEL, "path must be relative to the claim and must not contain '..'")
-        ),
-    )
+    path: str = relative_path("path", "Directory inside the claim (relative; no '..').", default="",
+                              within="the claim")
 
 
 class DatasetSource(CamelModel):

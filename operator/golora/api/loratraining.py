@@ -1,7 +1,8 @@
 """LoraTraining: a GoDataset (or a JSONL path) -> a QLoRA adapter on the store.
 
-The same models validate the CR (through the generated CRD) and the trainer's JSON
-config (``golora_trainer`` parses ``TrainerConfig`` built from this spec).
+The same models validate the CR (through the generated CRD) and the trainer's JSON config
+(``golora.api.worker.TrainerConfig`` embeds this spec). The status the trainer and the
+operator write is ``golora.api.loratraining_status``.
 """
 
 from __future__ import annotations
@@ -14,65 +15,24 @@ from pydantic import Field, model_validator
 from .common import (
     K8S_NAME_PATTERN,
     CamelModel,
-    CommonStatus,
-    Failure,
     KindInfo,
     PrinterColumn,
     Resources,
     SecretKeyRef,
-    StatusModel,
     StoreRef,
     Toleration,
     cel,
+    relative_path,
     section,
     validations,
 )
+from .loratraining_status import LoraTrainingStatus
 
-# The worker protocol (golora.api.worker), importable from here too: the trainer's imports.
-from .worker import (  # noqa: F401
-    CONFIG_ENV,
-    EXIT_CODE_REASONS,
-    EXIT_DIVERGED,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_INVALID_ADAPTER,
-    EXIT_INVALID_CONFIG,
-    EXIT_OK,
-    EXIT_OUT_OF_MEMORY,
-    EXIT_PREQUANTIZED_BASE,
-    EXIT_QUALITY_GATE_FAILED,
-    EXIT_RENDEZVOUS_TIMEOUT,
-    GATE_DEGENERATE_OUTPUT,
-    GATE_DISABLED,
-    GATE_LOW_PARSE_RATE,
-    GATE_PASSED,
-    GATE_WORSE_THAN_BASE,
-    REASON_DIVERGED,
-    REASON_EXIT_CODES,
-    REASON_INTERRUPTED,
-    REASON_INVALID_ADAPTER,
-    REASON_INVALID_CONFIG,
-    REASON_JOB_DELETED,
-    REASON_OUT_OF_MEMORY,
-    REASON_PREQUANTIZED_BASE,
-    REASON_QUALITY_GATE_FAILED,
-    REASON_RENDEZVOUS_TIMEOUT,
-    REASON_TRAINING_FAILED,
-    REASON_UNSCHEDULABLE,
-    RETRYABLE_REASONS,
-    TERMINATION_LOG,
-    TERMINATION_LOG_ENV,
-    TRAINER_CONFIG_ENV,
-    StatusTarget,
-    exit_code_for,
-    reason_for_exit_code,
-)
-
-# Names that say the checkpoint is already quantized: bitsandbytes cannot quantize it again
-# (the blog's "You cannot load an AWQ model and quantize it with BitsAndBytes").
 # The attention projections: the blog's (and QLoRA guides') standard starting point.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
+# Names that say the checkpoint is already quantized: bitsandbytes cannot quantize it again
+# (the blog's "You cannot load an AWQ model and quantize it with BitsAndBytes").
 PREQUANTIZED_NAME_REGEX = "(?i)(awq|gptq|int4|int8|bnb|gguf|exl2)"
 PREQUANTIZED_MESSAGE = (
     "baseModel.name is already quantized (AWQ/GPTQ/...): it cannot be re-quantized to 4-bit. "
@@ -93,15 +53,7 @@ class BaseModelRef(CamelModel):
         description="Hugging Face model id, e.g. Qwen/Qwen2.5-7B-Instruct (the full-precision base; "
         "serve the adapter on the AWQ variant).",
     )
-    path: str | None = Field(
-        None,
-        max_length=1024,
-        description="Model directory relative to the store (config.json, tokenizer, weights).",
-        json_schema_extra=validations(
-            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
-                "path must be relative to the store and must not contain '..'")
-        ),
-    )
+    path: str | None = relative_path("path", "Model directory relative to the store (config.json, tokenizer, weights).")
     revision: str | None = Field(None, max_length=256, description="Hub revision (branch, tag or commit).")
     token_secret: SecretKeyRef | None = Field(
         None, description="Secret with a Hugging Face token, mounted as a file."
@@ -300,15 +252,7 @@ class LoraTrainingSpec(CamelModel):
 
     base_model: BaseModelRef = Field(..., description="Model to adapt.")
     dataset_ref: DatasetRef | None = Field(None, description="GoDataset to train on (must be Succeeded).")
-    data_path: str | None = Field(
-        None,
-        max_length=1024,
-        description="Or a JSONL file (instruction/output per line) relative to the store.",
-        json_schema_extra=validations(
-            cel("!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
-                "dataPath must be relative to the store and must not contain '..'")
-        ),
-    )
+    data_path: str | None = relative_path("dataPath", "Or a JSONL file (instruction/output per line) relative to the store.")
     lora: LoraSpec = section(LoraSpec, "Adapter shape.")
     quantization: Quantization = section(Quantization, "Base model loading.")
     training: Training = section(Training, "Optimisation settings.")
@@ -316,157 +260,6 @@ class LoraTrainingSpec(CamelModel):
     storage: StoreRef = section(StoreRef, "Store volume (dataset in, adapter out).")
     quality_gate: QualityGate = section(QualityGate, "Post-training checks.")
     retry: RetryPolicy = section(RetryPolicy, "Retry policy.")
-
-
-class TrainingProgress(StatusModel):
-    """Written by the trainer at most every few seconds while it runs."""
-
-    step: int | None = Field(None, description="Optimizer steps done.")
-    total_steps: int | None = Field(None, description="Optimizer steps planned.")
-    epoch: float | None = Field(None, description="Epochs done (fractional).")
-    loss: float | None = Field(None, description="Latest training loss.")
-    token_accuracy: float | None = Field(None, description="Latest mean token accuracy.")
-    learning_rate: float | None = Field(None, description="Current learning rate.")
-    tokens_per_second: float | None = Field(None, description="Training throughput.")
-    eta_seconds: int | None = Field(None, description="Estimated seconds left.")
-    percent: int | None = Field(None, description="step / totalSteps in percent (for kubectl get).")
-    stage: str | None = Field(
-        None, description="What the trainer is doing: loading, preparing, baseline, training, evaluating, gate, saving."
-    )
-    grad_norm: float | None = Field(None, description="Latest gradient norm (spikes precede divergence).")
-    num_tokens: int | None = Field(None, description="Training tokens processed so far (padding excluded).")
-    precision: str | None = Field(None, description="Precision in use (bf16, fp16, fp32).")
-    micro_batch_size: int | None = Field(None, description="Micro-batch in use.")
-    attempt: int | None = Field(None, description="Attempt the trainer runs as.")
-    updated_at: str | None = Field(None, description="When the trainer wrote this (RFC 3339).")
-
-
-class GenerationMetrics(StatusModel):
-    """What one model (the base, or the adapter) generated for the gate's held-out prompts."""
-
-    prompts: int | None = Field(None, description="Prompts generated for.")
-    generated_tokens: int | None = Field(None, description="Tokens generated in all (EOS excluded).")
-    whitespace_ratio: float | None = Field(None, description="Share of whitespace characters (empty output: 1).")
-    whitespace_only_rate: float | None = Field(None, description="Fraction of generations that are only whitespace.")
-    empty_rate: float | None = Field(None, description="Fraction of generations with no text at all.")
-    longest_repeat_run: int | None = Field(None, description="Longest run of one repeated token.")
-    distinct1: float | None = Field(None, description="Unique tokens / tokens, averaged over generations.")
-    distinct2: float | None = Field(
-        None, description="Unique bigrams / bigrams, averaged over generations of 2 tokens or more."
-    )
-    eos_rate: float | None = Field(None, description="Fraction of generations that stopped at end-of-turn.")
-    go_parse_rate: float | None = Field(None, description="Fraction that parse as Go declarations.")
-    go_parse_checked: int | None = Field(None, description="Generations given to the Go parse check.")
-    type_check_rate: float | None = Field(
-        None, description="Fraction of type-checkable generations that type-check in place of the original "
-        "standard library function (go/types)."
-    )
-    type_checkable: int | None = Field(
-        None, description="Generations whose pair is a standard library function the type check could use."
-    )
-    type_check_passed: int | None = Field(None, description="Of those, how many type-check.")
-
-
-class GateSample(StatusModel):
-    """One held-out prompt with what the base model and the adapter answered (shortened)."""
-
-    prompt: str
-    base: str | None = None
-    adapter: str | None = None
-    base_parses: bool | None = None
-    adapter_parses: bool | None = None
-    base_type_check: str | None = Field(None, description="ok, error or skipped (not a standard library pair).")
-    adapter_type_check: str | None = Field(None, description="ok, error or skipped (not a standard library pair).")
-
-
-class QualityGateResult(StatusModel):
-    """Outcome of the quality gate: the adapter's generations next to the base model's."""
-
-    passed: bool | None = None
-    reason: str | None = Field(None, description="e.g. Passed, DegenerateOutput, WorseThanBase, LowParseRate.")
-    message: str | None = None
-    comparison: str | None = Field(
-        None, description="The comparison the verdict rests on, adapter vs base, e.g. 'parse 0.62 vs 0.48'."
-    )
-    prompts: int | None = Field(None, description="Held-out prompts generated greedily by each model.")
-    eval_loss: float | None = Field(None, description="Adapter loss on the eval tokens.")
-    base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
-    eval_loss_ratio: float | None = Field(None, description="evalLoss / baseEvalLoss.")
-    adapter: GenerationMetrics | None = Field(None, description="The adapter's generations.")
-    base: GenerationMetrics | None = Field(
-        None, description="The base model's generations on the same prompts (same weights, adapter disabled)."
-    )
-    notes: list[str] = Field(default_factory=list, description="Checks skipped and why.")
-    samples: list[GateSample] = Field(
-        default_factory=list, description="The first prompts with the base's and the adapter's answers, side by side."
-    )
-
-
-class TrainingResult(StatusModel):
-    """Written by the trainer when it ends (also result.json next to the adapter)."""
-
-    train_loss: float | None = None
-    eval_loss: float | None = Field(None, description="Adapter loss on the eval split.")
-    base_eval_loss: float | None = Field(None, description="Base model loss on the same tokens.")
-    token_accuracy: float | None = None
-    repetition: float | None = Field(None, description="Longest repeated-token run / generated tokens.")
-    go_parse_rate: float | None = Field(None, description="The adapter's Go parse rate (qualityGate.adapter).")
-    precision: str | None = Field(None, description="Precision actually used (bf16, fp16, fp32).")
-    micro_batch_size: int | None = Field(None, description="Micro-batch actually used (per rank).")
-    gradient_accumulation_steps: int | None = Field(None, description="Accumulation steps (per rank).")
-    world_size: int | None = Field(None, description="Data-parallel ranks (processes) that trained.")
-    samples_truncated: int | None = Field(None, description="Samples cut at maxSeqLength.")
-    train_samples: int | None = None
-    tokens_per_second: float | None = None
-    padding_efficiency: float | None = Field(
-        None, description="Real tokens / padded tokens over an epoch's micro-batches (1.0 = no padding)."
-    )
-    peak_memory_bytes: int | None = None
-    adapter_path: str | None = Field(None, description="Adapter directory, relative to the store.")
-    adapter_size_bytes: int | None = None
-    quality_gate: QualityGateResult | None = None
-    failure: Failure | None = Field(None, description="Set when training failed (e.g. OutOfMemory, Diverged).")
-    attempt: int | None = Field(None, description="Attempt that wrote this result.")
-    exit_code: int | None = Field(None, description="Process exit code (see golora.api.loratraining EXIT_*).")
-    base_model: str | None = Field(None, description="base_model_name_or_path written into the adapter.")
-    rank: int | None = Field(None, description="LoRA rank r of the saved adapter (adapter_config.json; "
-                             "AdapterServing sizes --max-lora-rank from it).")
-    quantization: str | None = Field(None, description="How the base was loaded: nf4 or none.")
-    gradient_checkpointing: bool | None = None
-    loss_implementation: str | None = Field(None, description="fused (chunked LM head), liger or plain.")
-    global_step: int | None = Field(None, description="Optimizer steps done.")
-    total_steps: int | None = Field(None, description="Optimizer steps planned.")
-    resumed_from_step: int | None = Field(None, description="Checkpoint step this attempt resumed from.")
-    first_loss: float | None = Field(None, description="First logged training loss (compare with baseEvalLoss).")
-    eval_token_accuracy: float | None = None
-    base_eval_token_accuracy: float | None = None
-    eval_samples: int | None = None
-    eval_tokens: int | None = Field(None, description="Completion tokens the eval losses are computed on.")
-    tokens_truncated: int | None = Field(None, description="Tokens cut at maxSeqLength.")
-    samples_dropped: int | None = Field(None, description="Samples skipped (empty, malformed, or prompt too long).")
-    estimated_peak_memory_bytes: int | None = Field(None, description="Memory estimate behind the micro-batch.")
-    train_runtime_seconds: float | None = None
-    finished_at: str | None = Field(None, description="When the trainer finished (RFC 3339).")
-
-
-class Attempt(StatusModel):
-    """One training Job and how it ended."""
-
-    attempt: int
-    job_name: str
-    micro_batch_size: int | None = None
-    outcome: str | None = Field(None, description="Running, Succeeded, or the failure reason.")
-
-
-class LoraTrainingStatus(CommonStatus):
-    """Observed state of a LoraTraining."""
-
-    expected_precision: str | None = Field(None, description="Precision the target node implies, before the Job starts.")
-    attempt: int | None = Field(None, description="Current attempt number (1-based).")
-    attempts: list[Attempt] = Field(default_factory=list, description="Jobs run so far.")
-    job_name: str | None = Field(None, description="Training Job of the current attempt.")
-    progress: TrainingProgress | None = None
-    result: TrainingResult | None = None
 
 
 KIND = KindInfo(
@@ -480,8 +273,8 @@ KIND = KindInfo(
     "vLLM-servable adapter to the store, guarded by a quality gate.",
     printer_columns=[
         PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
-        PrinterColumn(name="Progress", type="integer", json_path=".status.progress.percent",
-                      description="Percent of steps done"),
+        PrinterColumn(name="Progress", type="string", json_path=".status.progress.summary",
+                      description="Steps done of those planned, and the percent"),
         PrinterColumn(name="Loss", type="number", json_path=".status.progress.loss"),
         PrinterColumn(name="Eval-Loss", type="number", json_path=".status.result.evalLoss"),
         PrinterColumn(name="Base-Loss", type="number", json_path=".status.result.baseEvalLoss", priority=1),
@@ -501,28 +294,11 @@ KIND = KindInfo(
 )
 
 
-# The trainer's config embeds the spec, so it lives with the CRD; the rest of the worker protocol
-# (reasons, exit codes, gate reasons, the status target) is golora.api.worker.
+def __getattr__(name: str):
+    """``REASON_QUALITY_GATE_FAILED`` moved to golora.api.worker; builders/serving/facts.py still
+    imports it from here (lazily, so this module never imports worker, which imports it)."""
+    if name == "REASON_QUALITY_GATE_FAILED":
+        from .worker import REASON_QUALITY_GATE_FAILED
 
-class TrainerConfig(CamelModel):
-    """The one JSON document the training Job hands the trainer (env GOLORA_CONFIG or --config)."""
-
-    spec: LoraTrainingSpec = Field(..., description="The LoraTraining spec, validated by the CRD's own model.")
-    store_root: str = Field(..., min_length=1, description="Where the store volume is mounted, e.g. /store.")
-    train_path: str = Field(..., min_length=1, description="Training JSONL, relative to storeRoot.")
-    eval_path: str | None = Field(
-        None, description="Eval JSONL, relative to storeRoot; None: hold out a deterministic slice of train."
-    )
-    output_path: str = Field(..., min_length=1, description="Adapter directory, relative to storeRoot.")
-    model_path: str | None = Field(
-        None, description="Absolute local directory of the base model (baseModel.path); None: load baseModel.name."
-    )
-    attempt: int = Field(1, ge=1, description="Attempt number (1-based).")
-    micro_batch_size: int | None = Field(
-        None, ge=1, description="Operator override of the micro-batch (after an OutOfMemory: half the last)."
-    )
-    extractor_binary: str = Field(
-        "golora-extract", min_length=1, description="golora-extract binary for the Go parse and type checks."
-    )
-    status_target: StatusTarget | None = Field(None, description="CR to report to; None: report nothing.")
-    hf_token_file: str | None = Field(None, description="File holding a Hugging Face token (mounted Secret).")
+        return REASON_QUALITY_GATE_FAILED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,8 @@
 the adapter validator) agree on, apart from the CRDs.
 
 A worker Job runs one JSON config from the environment variable :data:`CONFIG_ENV` (the
-trainer: a ``TrainerConfig``, ``golora.api.loratraining``, which embeds the CRD's spec; or
-``--config FILE``), patches its CR's status (``StatusTarget``) while it runs and when it
+trainer: a :class:`TrainerConfig`, which embeds the LoraTraining spec; or ``--config FILE``),
+patches its CR's status (``StatusTarget``) while it runs and when it
 ends, writes its last words to :data:`TERMINATION_LOG` (the path in
 :data:`TERMINATION_LOG_ENV`; the kubelet shows it in the Pod's status), and exits with one of
 the codes below, each standing for a failure reason.
@@ -14,11 +14,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from .common import GROUP, VERSION, CamelModel
+from .loratraining import LoraTrainingSpec
 
+# The environment the operator gives worker pods (golora_trainer.settings has the trainer's own).
 CONFIG_ENV = "GOLORA_CONFIG"
 TRAINER_CONFIG_ENV = CONFIG_ENV
 TERMINATION_LOG_ENV = "GOLORA_TERMINATION_LOG"
 TERMINATION_LOG = "/dev/termination-log"  # the kubelet's default terminationMessagePath
+POD_IP_ENV = "GOLORA_POD_IP"  # downward API status.podIP: what each torchrun agent advertises to its peers
 
 
 # Failure reasons (status.result.failure.reason), each with its exit code.
@@ -93,3 +96,27 @@ class StatusTarget(CamelModel):
     plural: str = Field("loratrainings", description="Resource plural.")
     namespace: str = Field(..., min_length=1, max_length=253, description="Namespace of the CR.")
     name: str = Field(..., min_length=1, max_length=253, description="Name of the CR.")
+
+
+class TrainerConfig(CamelModel):
+    """The one JSON document the training Job hands the trainer (env GOLORA_CONFIG or --config)."""
+
+    spec: LoraTrainingSpec = Field(..., description="The LoraTraining spec, validated by the CRD's own model.")
+    store_root: str = Field(..., min_length=1, description="Where the store volume is mounted, e.g. /store.")
+    train_path: str = Field(..., min_length=1, description="Training JSONL, relative to storeRoot.")
+    eval_path: str | None = Field(
+        None, description="Eval JSONL, relative to storeRoot; None: hold out a deterministic slice of train."
+    )
+    output_path: str = Field(..., min_length=1, description="Adapter directory, relative to storeRoot.")
+    model_path: str | None = Field(
+        None, description="Absolute local directory of the base model (baseModel.path); None: load baseModel.name."
+    )
+    attempt: int = Field(1, ge=1, description="Attempt number (1-based).")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Operator override of the micro-batch (after an OutOfMemory: half the last)."
+    )
+    extractor_binary: str = Field(
+        "golora-extract", min_length=1, description="golora-extract binary for the Go parse and type checks."
+    )
+    status_target: StatusTarget | None = Field(None, description="CR to report to; None: report nothing.")
+    hf_token_file: str | None = Field(None, description="File holding a Hugging Face token (mounted Secret).")

@@ -10,15 +10,17 @@ from typing import Any
 
 from .. import naming
 from ..api import GROUP, VERSION
-from ..api.loratraining import (
-    KIND,
+from ..api.loratraining import KIND, LoraTrainingSpec
+from ..api.worker import (
+    CONFIG_ENV,
+    POD_IP_ENV,
     REASON_INTERRUPTED,
     REASON_OUT_OF_MEMORY,
     RETRYABLE_REASONS,
-    LoraTrainingSpec,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
     reason_for_exit_code,
 )
-from ..api.worker import CONFIG_ENV, TERMINATION_LOG, TERMINATION_LOG_ENV
 from ..naming import job_name
 from ..settings import Settings
 from .common import (
@@ -45,7 +47,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 HF_TOKEN_FILE = posixpath.join(SECRETS_MOUNT, "hf", "token")
 # torchrun's c10d rendezvous (several nodes): the store is hosted by the index-0 pod.
 RDZV_PORT = 29400
-POD_IP_ENV = "GOLORA_POD_IP"  # what each torchrun agent advertises to its peers
 HOSTNAME_MAX = 63
 
 
@@ -244,7 +245,7 @@ def reason_from_termination(term: Termination | None) -> str | None:
     ``OOMKilled`` (the kernel killed it at its memory limit): ``OutOfMemory``, retried with
     half the micro-batch. Killed by a signal (node lost, preemption, eviction, SIGKILL):
     ``Interrupted``, the next attempt resumes from the last checkpoint. Otherwise the
-    trainer's own exit code (``api.loratraining``), or None if it is not one of them."""
+    trainer's own exit code (``api.worker``), or None if it is not one of them."""
     if term is None:
         return None
     if term.reason == "OOMKilled":

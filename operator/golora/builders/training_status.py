@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from .. import conditions as cond
-from ..api.loratraining import (
+from ..api.loratraining import LoraTrainingSpec
+from ..api.worker import (
     GATE_DISABLED,
     REASON_QUALITY_GATE_FAILED,
     REASON_RENDEZVOUS_TIMEOUT,
     REASON_TRAINING_FAILED,
     REASON_UNSCHEDULABLE,
-    LoraTrainingSpec,
 )
 from .status import Condition, JobState, Termination, status_patch, training_ready
 from .training import CONTAINER_NAME, DatasetFiles, reason_from_termination

@@ -17,7 +17,8 @@ from .. import conditions as cond
 from .. import kube, metrics, naming
 from ..api import GROUP, VERSION
 from ..api import godataset as gds_api
-from ..api.loratraining import KIND, REASON_JOB_DELETED, LoraTrainingSpec
+from ..api.loratraining import KIND, LoraTrainingSpec
+from ..api.worker import REASON_JOB_DELETED
 from ..builders import training, training_status
 from ..builders.status import JOB_NAME_LABELS, Condition, job_state, last_termination
 from ..settings import current as current_settings
