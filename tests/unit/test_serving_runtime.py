@@ -11,12 +11,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from golora import vllm, vllm_api
+from golora import vllm
 from golora.builders import runtime as rt
 from golora.builders import runtime_load as rl
+from golora.builders import runtime_status as rs
 from golora.builders import serving as sv
-from golora.builders.serving.plan import _fields_owned
+from golora.builders.serving import probe
 from golora.settings import Settings
+from golora.vllm import http as vllm_http
 
 from .serving_helpers import AWQ, deployment, entry
 from .serving_helpers import apply as apply_args
@@ -31,7 +33,7 @@ def rentry(name="go-adapter", rank=16, **kw) -> sv.AdapterEntry:
 def apply(dep: dict, body: dict) -> dict:
     """serving_helpers' tiny server-side apply, plus env (a list-map keyed by name): golora's
     env entries are replaced by the new set; entries only golora owned disappear."""
-    owned = {c["name"]: rt.owned_env(_fields_owned(dep), c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
+    owned = {c["name"]: sv.owned_fields(dep).env_of(c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
     out = apply_args(dep, body)
     items = {c["name"]: c for c in body["spec"]["template"]["spec"].get("containers", [])}
     fields = out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
@@ -66,8 +68,8 @@ def test_preparing_adds_the_runtime_env_and_no_lora_modules():
     assert args == [AWQ, "--port", "8000", "--enable-lora", "--max-lora-rank", "16", "--max-loras",
                     str(rt.RUNTIME_MAX_LORAS)]
     assert vllm.FLAG_LORA_MODULES not in args  # vLLM gets the adapter through its API
-    assert env_of(dep) == {vllm_api.ENV_ALLOW_RUNTIME: "True", vllm_api.ENV_PLUGINS: "lora_filesystem_resolver",
-                           vllm_api.ENV_RESOLVER_CACHE_DIR: CACHE}
+    assert env_of(dep) == {vllm.ENV_ALLOW_RUNTIME: "True", vllm.ENV_PLUGINS: "lora_filesystem_resolver",
+                           vllm.ENV_RESOLVER_CACHE_DIR: CACHE}
     assert engine(dep)["volumeMounts"] == [sv.store_mount()]
     assert rt.missing_for_runtime(engine(dep), CACHE, lora_enabled=True, store_mount=sv.STORE_MOUNT) == []
     assert [a.loading for a in sv.read_record(dep).adapters] == [rt.RUNTIME]
@@ -99,15 +101,15 @@ def test_restart_and_runtime_adapters_on_one_deployment():
     dep = apply(deployment(), sv.plan_deployment(deployment(), [entry("static"), rentry("live")]).body)
     inv = vllm.parse_invocation(engine(dep)["command"], engine(dep)["args"])
     assert [m.name for m in inv.lora_modules] == ["static"]
-    assert vllm_api.ENV_ALLOW_RUNTIME in env_of(dep)
+    assert vllm.ENV_ALLOW_RUNTIME in env_of(dep)
 
 
 def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
     original = deployment(args=[AWQ, "--port", "8000"])
     original["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
     dep = apply(original, sv.plan_deployment(original, [rentry()]).body)
-    assert set(env_of(dep)) == {"VLLM_CPU_KVCACHE_SPACE", vllm_api.ENV_ALLOW_RUNTIME, vllm_api.ENV_PLUGINS,
-                                vllm_api.ENV_RESOLVER_CACHE_DIR}
+    assert set(env_of(dep)) == {"VLLM_CPU_KVCACHE_SPACE", vllm.ENV_ALLOW_RUNTIME, vllm.ENV_PLUGINS,
+                                vllm.ENV_RESOLVER_CACHE_DIR}
     # switching to Restart: the env goes, the adapter moves to --lora-modules (one restart)
     switched = apply(dep, sv.plan_deployment(dep, [entry()]).body)
     assert env_of(switched) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -118,9 +120,9 @@ def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
 
 
 def test_user_plugins_are_kept_and_missing_parts_are_named():
-    container = {"env": [{"name": vllm_api.ENV_PLUGINS, "value": "my_plugin"}]}
+    container = {"env": [{"name": vllm.ENV_PLUGINS, "value": "my_plugin"}]}
     env = {e["name"]: e["value"] for e in rt.container_env(container, CACHE)}
-    assert env[vllm_api.ENV_PLUGINS] == "my_plugin,lora_filesystem_resolver"
+    assert env[vllm.ENV_PLUGINS] == "my_plugin,lora_filesystem_resolver"
     missing = rt.missing_for_runtime(container, CACHE, lora_enabled=False, store_mount=sv.STORE_MOUNT)
     assert missing == ["--enable-lora", "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
                        "VLLM_PLUGINS with lora_filesystem_resolver", f"VLLM_LORA_RESOLVER_CACHE_DIR={CACHE}",
@@ -151,27 +153,27 @@ def test_deployment_of_pod_and_readiness():
         {"kind": "ReplicaSet", "name": "ms-decode-5d8f7"}]},
         "status": {"podIP": "10.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
     assert rl.deployment_of_pod(pod) == "ms-decode"
-    assert rl.pod_is_ready(pod)
+    assert probe.is_ready(pod)
     assert rl.deployment_of_pod({"metadata": {"ownerReferences": [{"kind": "Job", "name": "x"}]}}) is None
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert not rl.pod_is_ready(pod)
+    assert not probe.is_ready(pod)
 
 
 def test_conditions_from_what_the_pods_answered():
     ok = rl.PodResult("p1", "u1", "10.0.0.1", ["go-adapter"], loaded=True)
     refused = rl.PodResult("p2", "u2", "10.0.0.2", error={"code": 500, "message": "LoRA rank 32 is greater than "
                                                          "max_lora_rank 16."})
-    phase, _, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "rolled out", [ok])])
-    assert phase == "Serving" and conds[1][:3] == ("Serving", "True", rl.LOADED)
-    phase, message, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "", [ok, refused])])
-    assert phase == "Failed" and conds[1][2] == rl.LOAD_REFUSED
+    phase, _, conds = rs.conditions_for("go-adapter", [rs.TargetResult("vllm", True, True, "rolled out", [ok])])
+    assert phase == "Serving" and conds[1][:3] == ("Serving", "True", rs.LOADED)
+    phase, message, conds = rs.conditions_for("go-adapter", [rs.TargetResult("vllm", True, True, "", [ok, refused])])
+    assert phase == "Failed" and conds[1][2] == rs.LOAD_REFUSED
     assert "LoRA rank 32 is greater than max_lora_rank 16." in message and "vllm/p2: HTTP 500" in message
-    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", False, False, "vllm: 0 of 1 updated")])
+    phase, _, conds = rs.conditions_for("x", [rs.TargetResult("vllm", False, False, "vllm: 0 of 1 updated")])
     assert phase == "RollingOut" and conds[0][1] == "False"
-    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [])])
+    phase, _, conds = rs.conditions_for("x", [rs.TargetResult("vllm", True, True, "", [])])
     assert conds[1][2] == "NoReadyPods"
     down = rl.PodResult("p3", "u3", "ip", unreachable="GET failed")
-    assert rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [ok, down])])[2][1][2] == "ProbeFailed"
+    assert rs.conditions_for("x", [rs.TargetResult("vllm", True, True, "", [ok, down])])[2][1][2] == "ProbeFailed"
 
 
 def test_resolver_job():
@@ -211,7 +213,7 @@ def test_versions_are_stable_and_change_with_the_training():
     ("Internal Server Error", "Internal Server Error"),
 ])
 def test_error_messages(body, message):
-    assert vllm_api.error_message(body) == message
+    assert vllm.error_message(body) == message
 
 
 def test_client_against_a_local_server():
@@ -228,7 +230,7 @@ def test_client_against_a_local_server():
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, body))
-            if body.get("load_inplace") or self.path == vllm_api.UNLOAD:
+            if body.get("load_inplace") or self.path == vllm.UNLOAD_PATH:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -248,15 +250,15 @@ def test_client_against_a_local_server():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     try:
-        listing = vllm_api.models(url)
-        assert listing.ok and list(vllm_api.adapter_cards(listing.body)) == ["a"]
-        refused = vllm_api.load(url, "a", "/p")
-        assert (refused.code, refused.ok) == (400, False) and vllm_api.ALREADY_LOADED in refused.message
-        done = vllm_api.load(url, "a", "/p", inplace=True)
+        listing = vllm_http.models(url)
+        assert listing.ok and list(vllm.adapter_cards(listing.body)) == ["a"]
+        refused = vllm_http.load(url, "a", "/p")
+        assert (refused.code, refused.ok) == (400, False) and vllm.ALREADY_LOADED in refused.message
+        done = vllm_http.load(url, "a", "/p", inplace=True)
         assert done.ok and done.message.startswith("Success")
-        assert seen[-1] == (vllm_api.LOAD, {"lora_name": "a", "lora_path": "/p", "load_inplace": True})
-        assert vllm_api.unload(url, "a").ok and seen[-1] == (vllm_api.UNLOAD, {"lora_name": "a"})
+        assert seen[-1] == (vllm.LOAD_PATH, {"lora_name": "a", "lora_path": "/p", "load_inplace": True})
+        assert vllm_http.unload(url, "a").ok and seen[-1] == (vllm.UNLOAD_PATH, {"lora_name": "a"})
     finally:
         server.shutdown()
-    down = vllm_api.models(url, timeout=1)
+    down = vllm_http.models(url, timeout=1)
     assert down.code == 0 and not down.ok and down.message
