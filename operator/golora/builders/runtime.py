@@ -83,7 +83,7 @@ def missing_for_runtime(container: dict[str, Any], cache_dir: str, *, lora_enabl
     """What the container lacks for runtime loading (empty: prepared, nothing to write)."""
     missing = []
     if not lora_enabled:
-        missing.append("--enable-lora")
+        missing.append(vllm.FLAG_ENABLE_LORA)
     allow = (_env_value(container, vllm.ENV_ALLOW_RUNTIME) or "").strip().lower()
     if allow not in vllm.ALLOW_RUNTIME_VALUES:
         missing.append(f"{vllm.ENV_ALLOW_RUNTIME}={vllm.ALLOW_RUNTIME_ON}")

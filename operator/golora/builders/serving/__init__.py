@@ -3,14 +3,16 @@
 * :mod:`.record`: the ``golora.dev/lora-serving`` annotation golora leaves on a Deployment.
 * :mod:`.args`: a container's args with golora's part taken out or put in.
 * :mod:`.checks`: what must hold before a patch (each failure a condition reason).
-* :mod:`.plan`: the server-side-apply body (None when the Deployment already matches).
+* :mod:`.plan`: refuse or plan; the server-side-apply body (None when the Deployment already matches).
 * :mod:`.rollout`: rolled out, engine crashes, surge risk, vLLM's port.
-* :mod:`.targets`: which Deployments an AdapterServing targets.
+* :mod:`.targets`: which Deployments an AdapterServing targets, no longer targets, shares.
 * :mod:`.facts`: what is known about the adapter, and whether it may be served.
 * :mod:`.probe`: whom ``GET /v1/models`` asks and what the answers mean.
 * :mod:`.outcome`: phase, message and conditions from all of the above.
 * :mod:`.events`: which AdapterServings an event (a Deployment, a LoraTraining, a Job) concerns.
 
+``loading: Runtime`` adds :mod:`golora.builders.runtime` (the Deployment side),
+:mod:`golora.builders.runtime_load` (the pods) and :mod:`golora.builders.runtime_status`.
 Reading a vLLM command line is :mod:`golora.vllm.cli`. The names below are re-exported so
 callers write ``serving.plan_deployment``.
 """
