@@ -90,3 +90,24 @@ def apply(dep: dict, body: dict) -> dict:
     out["metadata"]["resourceVersion"] = str(int(out["metadata"]["resourceVersion"]) + 1)
     return out
 
+
+def apply_env(dep: dict, body: dict) -> dict:
+    """:func:`apply`, plus env (a list-map keyed by name): golora's
+    env entries are replaced by the new set; entries only golora owned disappear."""
+    owned = {c["name"]: sv.owned_fields(dep).env_of(c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
+    out = apply(dep, body)
+    items = {c["name"]: c for c in body["spec"]["template"]["spec"].get("containers", [])}
+    fields = out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    for c in out["spec"]["template"]["spec"]["containers"]:
+        env = [e for e in c.get("env", []) if e["name"] not in owned.get(c["name"], set())]
+        for e in (items.get(c["name"]) or {}).get("env", []):
+            env = [x for x in env if x["name"] != e["name"]] + [e]
+            fields.setdefault(f'k:{{"name":"{c["name"]}"}}', {}).setdefault("f:env", {})[
+                f'k:{{"name":"{e["name"]}"}}'] = {}
+        if env:
+            c["env"] = env
+        else:
+            c.pop("env", None)
+    before, after = copy.deepcopy(dep["spec"]["template"]), out["spec"]["template"]
+    out["metadata"]["generation"] = dep["metadata"]["generation"] + (1 if before != after else 0)
+    return out

@@ -1,6 +1,6 @@
 """Runtime loading (spec.loading: Runtime) as pure functions: the Deployment is prepared once
 (and never rewritten for later adapter changes), what each pod needs, the resolver Job and
-snapshot layout, the conditions from what pods answered, and vLLM's error bodies."""
+snapshot layout, and vLLM's answers (the status from them: test_runtime_status.py)."""
 
 from __future__ import annotations
 
@@ -11,43 +11,22 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from golora import vllm, vllm_api
+from golora import vllm
 from golora.builders import runtime as rt
 from golora.builders import runtime_load as rl
 from golora.builders import serving as sv
-from golora.builders.serving.plan import _fields_owned
+from golora.builders.serving import probe
 from golora.settings import Settings
+from golora.vllm import http as vllm_http
 
 from .serving_helpers import AWQ, deployment, entry
-from .serving_helpers import apply as apply_args
+from .serving_helpers import apply_env as apply
 
 CACHE = f"{sv.STORE_MOUNT}/{rt.resolver_dir('ns', 'vllm')}"
 
 
 def rentry(name="go-adapter", rank=16, **kw) -> sv.AdapterEntry:
     return entry(name, rank, loading=rt.RUNTIME, **kw)
-
-
-def apply(dep: dict, body: dict) -> dict:
-    """serving_helpers' tiny server-side apply, plus env (a list-map keyed by name): golora's
-    env entries are replaced by the new set; entries only golora owned disappear."""
-    owned = {c["name"]: rt.owned_env(_fields_owned(dep), c["name"]) for c in dep["spec"]["template"]["spec"]["containers"]}
-    out = apply_args(dep, body)
-    items = {c["name"]: c for c in body["spec"]["template"]["spec"].get("containers", [])}
-    fields = out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
-    for c in out["spec"]["template"]["spec"]["containers"]:
-        env = [e for e in c.get("env", []) if e["name"] not in owned.get(c["name"], set())]
-        for e in (items.get(c["name"]) or {}).get("env", []):
-            env = [x for x in env if x["name"] != e["name"]] + [e]
-            fields.setdefault(f'k:{{"name":"{c["name"]}"}}', {}).setdefault("f:env", {})[
-                f'k:{{"name":"{e["name"]}"}}'] = {}
-        if env:
-            c["env"] = env
-        else:
-            c.pop("env", None)
-    before, after = copy.deepcopy(dep["spec"]["template"]), out["spec"]["template"]
-    out["metadata"]["generation"] = dep["metadata"]["generation"] + (1 if before != after else 0)
-    return out
 
 
 def engine(dep: dict) -> dict:
@@ -66,8 +45,8 @@ def test_preparing_adds_the_runtime_env_and_no_lora_modules():
     assert args == [AWQ, "--port", "8000", "--enable-lora", "--max-lora-rank", "16", "--max-loras",
                     str(rt.RUNTIME_MAX_LORAS)]
     assert vllm.FLAG_LORA_MODULES not in args  # vLLM gets the adapter through its API
-    assert env_of(dep) == {vllm_api.ENV_ALLOW_RUNTIME: "True", vllm_api.ENV_PLUGINS: "lora_filesystem_resolver",
-                           vllm_api.ENV_RESOLVER_CACHE_DIR: CACHE}
+    assert env_of(dep) == {vllm.ENV_ALLOW_RUNTIME: "True", vllm.ENV_PLUGINS: "lora_filesystem_resolver",
+                           vllm.ENV_RESOLVER_CACHE_DIR: CACHE}
     assert engine(dep)["volumeMounts"] == [sv.store_mount()]
     assert rt.missing_for_runtime(engine(dep), CACHE, lora_enabled=True, store_mount=sv.STORE_MOUNT) == []
     assert [a.loading for a in sv.read_record(dep).adapters] == [rt.RUNTIME]
@@ -99,15 +78,15 @@ def test_restart_and_runtime_adapters_on_one_deployment():
     dep = apply(deployment(), sv.plan_deployment(deployment(), [entry("static"), rentry("live")]).body)
     inv = vllm.parse_invocation(engine(dep)["command"], engine(dep)["args"])
     assert [m.name for m in inv.lora_modules] == ["static"]
-    assert vllm_api.ENV_ALLOW_RUNTIME in env_of(dep)
+    assert vllm.ENV_ALLOW_RUNTIME in env_of(dep)
 
 
 def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
     original = deployment(args=[AWQ, "--port", "8000"])
     original["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
     dep = apply(original, sv.plan_deployment(original, [rentry()]).body)
-    assert set(env_of(dep)) == {"VLLM_CPU_KVCACHE_SPACE", vllm_api.ENV_ALLOW_RUNTIME, vllm_api.ENV_PLUGINS,
-                                vllm_api.ENV_RESOLVER_CACHE_DIR}
+    assert set(env_of(dep)) == {"VLLM_CPU_KVCACHE_SPACE", vllm.ENV_ALLOW_RUNTIME, vllm.ENV_PLUGINS,
+                                vllm.ENV_RESOLVER_CACHE_DIR}
     # switching to Restart: the env goes, the adapter moves to --lora-modules (one restart)
     switched = apply(dep, sv.plan_deployment(dep, [entry()]).body)
     assert env_of(switched) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -118,9 +97,9 @@ def test_last_runtime_adapter_gone_gives_the_user_their_deployment_back():
 
 
 def test_user_plugins_are_kept_and_missing_parts_are_named():
-    container = {"env": [{"name": vllm_api.ENV_PLUGINS, "value": "my_plugin"}]}
+    container = {"env": [{"name": vllm.ENV_PLUGINS, "value": "my_plugin"}]}
     env = {e["name"]: e["value"] for e in rt.container_env(container, CACHE)}
-    assert env[vllm_api.ENV_PLUGINS] == "my_plugin,lora_filesystem_resolver"
+    assert env[vllm.ENV_PLUGINS] == "my_plugin,lora_filesystem_resolver"
     missing = rt.missing_for_runtime(container, CACHE, lora_enabled=False, store_mount=sv.STORE_MOUNT)
     assert missing == ["--enable-lora", "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
                        "VLLM_PLUGINS with lora_filesystem_resolver", f"VLLM_LORA_RESOLVER_CACHE_DIR={CACHE}",
@@ -151,27 +130,59 @@ def test_deployment_of_pod_and_readiness():
         {"kind": "ReplicaSet", "name": "ms-decode-5d8f7"}]},
         "status": {"podIP": "10.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
     assert rl.deployment_of_pod(pod) == "ms-decode"
-    assert rl.pod_is_ready(pod)
+    assert probe.is_ready(pod)
     assert rl.deployment_of_pod({"metadata": {"ownerReferences": [{"kind": "Job", "name": "x"}]}}) is None
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert not rl.pod_is_ready(pod)
+    assert not probe.is_ready(pod)
 
 
-def test_conditions_from_what_the_pods_answered():
-    ok = rl.PodResult("p1", "u1", "10.0.0.1", ["go-adapter"], loaded=True)
-    refused = rl.PodResult("p2", "u2", "10.0.0.2", error={"code": 500, "message": "LoRA rank 32 is greater than "
-                                                         "max_lora_rank 16."})
-    phase, _, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "rolled out", [ok])])
-    assert phase == "Serving" and conds[1][:3] == ("Serving", "True", rl.LOADED)
-    phase, message, conds = rl.conditions_for("go-adapter", [rl.TargetResult("vllm", True, True, "", [ok, refused])])
-    assert phase == "Failed" and conds[1][2] == rl.LOAD_REFUSED
-    assert "LoRA rank 32 is greater than max_lora_rank 16." in message and "vllm/p2: HTTP 500" in message
-    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", False, False, "vllm: 0 of 1 updated")])
-    assert phase == "RollingOut" and conds[0][1] == "False"
-    phase, _, conds = rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [])])
-    assert conds[1][2] == "NoReadyPods"
-    down = rl.PodResult("p3", "u3", "ip", unreachable="GET failed")
-    assert rl.conditions_for("x", [rl.TargetResult("vllm", True, True, "", [ok, down])])[2][1][2] == "ProbeFailed"
+def test_each_pods_steps():
+    want = rl.Want("vllm", "go-adapter", "v1", rt.version_dir("ns", "vllm", "go-adapter", "v1"), "/m")
+    pod = {"metadata": {"name": "p", "uid": "u"}, "status": {"podIP": "10.0.0.3"}}
+    res = rl.pod_result(pod)
+    assert (res.name, res.uid, res.ip, res.loaded) == ("p", "u", "10.0.0.3", False)
+    # this snapshot is listed: loaded, since when the last reconcile saw it (or now)
+    cards = {"go-adapter": {"id": "go-adapter", "root": want.load_path}, "other": {"id": "other"}}
+    kept, action = rl.settle(res, cards, want, {"path": want.load_path, "loadedAt": "t0"}, "t1")
+    assert action is None and (kept.loaded, kept.path, kept.loaded_at) == (True, want.load_path, "t0")
+    assert rl.settle(res, cards, want, {"path": "older", "loadedAt": "t0"}, "t1")[0].loaded_at == "t1"
+    assert rl.with_listed(kept, cards, {"go-adapter"}, want).listed == ["go-adapter"]  # not the user's
+    # refused before: not asked again, the old error stays
+    error = {"adapter": "go-adapter", "path": want.load_path, "code": 400, "message": "rank"}
+    skipped, action = rl.settle(res, {}, want, {"lastError": error}, "t1")
+    assert action is None and skipped.error == error and not skipped.loaded
+    # not listed: load; listed from another snapshot: in place
+    assert rl.settle(res, {}, want, None, "t1") == (res, rl.LOAD)
+    assert rl.settle(res, {"go-adapter": {"root": "elsewhere"}}, want, None, "t1")[1] == rl.INPLACE
+    assert rl.retry_in_place(rl.LOAD, False, f"The lora adapter 'a' {vllm.ALREADY_LOADED}.")
+    assert not rl.retry_in_place(rl.INPLACE, False, vllm.ALREADY_LOADED)
+    assert not rl.retry_in_place(rl.LOAD, True, "")
+    done = rl.load_answered(res, want, True, 200, "Success", "t2")
+    assert (done.loaded, done.path, done.loaded_at, done.error) == (True, want.load_path, "t2", None)
+    assert rl.with_listed(done, {}, set(), want).listed == ["go-adapter"]  # loaded just now
+    refused = rl.load_answered(res, want, False, 400, "x" * 3000, "t2")
+    assert not refused.loaded and refused.error == {"adapter": "go-adapter", "code": 400, "message": "x" * 2000,
+                                                    "at": "t2", "path": want.load_path}
+    assert rl.with_listed(refused, {}, {"go-adapter"}, want).listed == []
+    down = rl.unreachable(res, "http://10.0.0.3:8000", 0, "ConnectionRefusedError")
+    assert down.unreachable == f"GET http://10.0.0.3:8000{vllm.MODELS_PATH}: no answer ConnectionRefusedError"
+    status = {"targets": [{"name": "vllm", "pods": [{"uid": "u", "path": "p"}]}, {"name": "other"}]}
+    assert rl.old_pod_rows(status, "vllm") == {"u": {"uid": "u", "path": "p"}}
+    assert rl.old_pod_rows(status, "other") == {} and rl.old_pod_rows({}, "vllm") == {}
+
+
+def test_deleting_unloads_where_it_is_loaded_and_removes_the_entries():
+    dep = apply(deployment(), sv.plan_deployment(deployment(), [rentry("go", owner="as"), entry("static")]).body)
+    other = apply(deployment(name="b"), sv.plan_deployment(deployment(name="b"), [rentry("go", owner="x")]).body)
+    placements = rl.runtime_placements([dep, other, deployment(name="c")], "as")
+    assert [(d["metadata"]["name"], e.name, c["name"]) for d, e, c in placements] == [("vllm", "go", "vllm")]
+    wants, path, claim = rl.removal("ns", placements)
+    assert [w.snapshot for w in wants] == [rt.version_dir("ns", "vllm", "go", rl.ANY_VERSION)]
+    assert (path, claim) == ("adapters/ns/go", "golora-store")
+    assert rl.removal("ns", []) == ([], None, None)
+    assert not rl.unload_failed(True, "")
+    assert not rl.unload_failed(False, f"The lora adapter 'go' {vllm.NOT_FOUND}.")  # not loaded: fine
+    assert rl.unload_failed(False, "Internal Server Error")
 
 
 def test_resolver_job():
@@ -211,7 +222,7 @@ def test_versions_are_stable_and_change_with_the_training():
     ("Internal Server Error", "Internal Server Error"),
 ])
 def test_error_messages(body, message):
-    assert vllm_api.error_message(body) == message
+    assert vllm.error_message(body) == message
 
 
 def test_client_against_a_local_server():
@@ -228,7 +239,7 @@ def test_client_against_a_local_server():
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, body))
-            if body.get("load_inplace") or self.path == vllm_api.UNLOAD:
+            if body.get("load_inplace") or self.path == vllm.UNLOAD_PATH:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -248,15 +259,18 @@ def test_client_against_a_local_server():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     try:
-        listing = vllm_api.models(url)
-        assert listing.ok and list(vllm_api.adapter_cards(listing.body)) == ["a"]
-        refused = vllm_api.load(url, "a", "/p")
-        assert (refused.code, refused.ok) == (400, False) and vllm_api.ALREADY_LOADED in refused.message
-        done = vllm_api.load(url, "a", "/p", inplace=True)
+        listing = vllm_http.models(url)
+        assert listing.ok and list(vllm.adapter_cards(listing.body)) == ["a"]
+        refused = vllm_http.load(url, "a", "/p")
+        assert (refused.code, refused.ok) == (400, False) and vllm.ALREADY_LOADED in refused.message
+        done = vllm_http.load(url, "a", "/p", inplace=True)
         assert done.ok and done.message.startswith("Success")
-        assert seen[-1] == (vllm_api.LOAD, {"lora_name": "a", "lora_path": "/p", "load_inplace": True})
-        assert vllm_api.unload(url, "a").ok and seen[-1] == (vllm_api.UNLOAD, {"lora_name": "a"})
+        assert seen[-1] == (vllm.LOAD_PATH, {"lora_name": "a", "lora_path": "/p", "load_inplace": True})
+        assert vllm_http.unload(url, "a").ok and seen[-1] == (vllm.UNLOAD_PATH, {"lora_name": "a"})
+        assert vllm_http.model_ids(url) == ["base", "a"]  # the probe's read
     finally:
         server.shutdown()
-    down = vllm_api.models(url, timeout=1)
+    down = vllm_http.models(url, timeout=1)
     assert down.code == 0 and not down.ok and down.message
+    with pytest.raises(OSError):
+        vllm_http.model_ids(url, timeout=1)  # the probe says "GET ... failed" with the error

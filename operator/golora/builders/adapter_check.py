@@ -4,15 +4,13 @@ trainer uses, and reports through the AdapterServing's status subresource."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..api import GROUP, VERSION
 from ..api.adapterserving import KIND
-from ..api.worker import CONFIG_ENV
 from ..naming import job_name
 from ..settings import Settings
-from .common import WORKER_STORE_MOUNT, claim_volume, container_security, job, volume_name
+from .common import WORKER_STORE_MOUNT, job, store_worker
 
 JOB_KIND_SHORT = "asv"
 
@@ -32,24 +30,14 @@ def build_adapter_check_job(*, namespace: str, name: str, uid: str, generation: 
                             settings: Settings) -> dict[str, Any]:
     """Runs ``python -m golora_trainer validate-adapter`` (the trainer image has golora's
     validator) with the store mounted read-only; no GPU, a few seconds."""
-    config = check_config(namespace, name, generation, path, claim)
-    container = {
-        "name": "validate",
-        "image": settings.trainer_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "golora_trainer", "validate-adapter"],
-        "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
-                {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": volume_name("claim", claim), "mountPath": WORKER_STORE_MOUNT, "readOnly": True},
-                         {"name": "scratch", "mountPath": "/tmp"}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": container_security(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    container, volumes = store_worker(
+        name="validate", subcommand="validate-adapter", config=check_config(namespace, name, generation, path, claim),
+        claim=claim, mount_path=WORKER_STORE_MOUNT, read_only=True,
+        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}, settings=settings)
     return job(
         name=job_name(JOB_KIND_SHORT, name, generation), namespace=namespace, kind=KIND.kind,
         owner_name=name, owner_uid=uid, generation=generation, attempt=1, container=container,
-        volumes=[claim_volume(claim, read_only=True), {"name": "scratch", "emptyDir": {}}],
+        volumes=volumes,
         deadline_seconds=600,
     )
 

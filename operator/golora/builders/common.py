@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from .. import naming
 from ..api import API_VERSION
+from ..api.worker import CONFIG_ENV
+from ..settings import Settings
 
 WORKER_STORE_MOUNT = "/store"  # where worker Jobs mount the store (vLLM pods: builders.serving.STORE_MOUNT)
 SCRATCH_MOUNT = "/tmp"
@@ -43,6 +46,29 @@ def container_security() -> dict[str, Any]:
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def store_worker(*, name: str, subcommand: str, config: dict[str, Any], claim: str, mount_path: str,
+                 read_only: bool, resources: dict[str, Any], settings: Settings
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The container and volumes of a small worker Job (no GPU): ``python -m golora_trainer
+    <subcommand>`` with its config in the environment and one store claim mounted."""
+    mount: dict[str, Any] = {"name": volume_name("claim", claim), "mountPath": mount_path}
+    if read_only:
+        mount["readOnly"] = True
+    container = {
+        "name": name,
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "golora_trainer", subcommand],
+        "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
+                {"name": "HOME", "value": SCRATCH_MOUNT}],
+        "volumeMounts": [mount, {"name": "scratch", "mountPath": SCRATCH_MOUNT}],
+        "resources": resources,
+        "securityContext": container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return container, [claim_volume(claim, read_only=read_only), {"name": "scratch", "emptyDir": {}}]
 
 
 def job(

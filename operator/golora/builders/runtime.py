@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-from .. import vllm_api
+from .. import vllm
 
 RESTART = "Restart"
 RUNTIME = "Runtime"
@@ -62,13 +62,13 @@ def _plugins(value: str | None) -> list[str]:
 def container_env(container: dict[str, Any], cache_dir: str) -> list[dict[str, str]]:
     """The env entries golora applies to an engine container for runtime loading. Plugins the
     user already lists in ``VLLM_PLUGINS`` are kept (the resolver is added to them)."""
-    plugins = _plugins(_env_value(container, vllm_api.ENV_PLUGINS))
-    if vllm_api.PLUGIN_FILESYSTEM_RESOLVER not in plugins:
-        plugins.append(vllm_api.PLUGIN_FILESYSTEM_RESOLVER)
+    plugins = _plugins(_env_value(container, vllm.ENV_PLUGINS))
+    if vllm.PLUGIN_FILESYSTEM_RESOLVER not in plugins:
+        plugins.append(vllm.PLUGIN_FILESYSTEM_RESOLVER)
     return [
-        {"name": vllm_api.ENV_ALLOW_RUNTIME, "value": vllm_api.TRUE},
-        {"name": vllm_api.ENV_PLUGINS, "value": ",".join(plugins)},
-        {"name": vllm_api.ENV_RESOLVER_CACHE_DIR, "value": cache_dir},
+        {"name": vllm.ENV_ALLOW_RUNTIME, "value": vllm.ALLOW_RUNTIME_ON},
+        {"name": vllm.ENV_PLUGINS, "value": ",".join(plugins)},
+        {"name": vllm.ENV_RESOLVER_CACHE_DIR, "value": cache_dir},
     ]
 
 
@@ -83,38 +83,17 @@ def missing_for_runtime(container: dict[str, Any], cache_dir: str, *, lora_enabl
     """What the container lacks for runtime loading (empty: prepared, nothing to write)."""
     missing = []
     if not lora_enabled:
-        missing.append("--enable-lora")
-    allow = (_env_value(container, vllm_api.ENV_ALLOW_RUNTIME) or "").strip().lower()
-    if allow not in ("true", "1"):
-        missing.append(f"{vllm_api.ENV_ALLOW_RUNTIME}=True")
-    if vllm_api.PLUGIN_FILESYSTEM_RESOLVER not in _plugins(_env_value(container, vllm_api.ENV_PLUGINS)):
-        missing.append(f"{vllm_api.ENV_PLUGINS} with {vllm_api.PLUGIN_FILESYSTEM_RESOLVER}")
-    if _env_value(container, vllm_api.ENV_RESOLVER_CACHE_DIR) != cache_dir:
-        missing.append(f"{vllm_api.ENV_RESOLVER_CACHE_DIR}={cache_dir}")
+        missing.append(vllm.FLAG_ENABLE_LORA)
+    allow = (_env_value(container, vllm.ENV_ALLOW_RUNTIME) or "").strip().lower()
+    if allow not in vllm.ALLOW_RUNTIME_VALUES:
+        missing.append(f"{vllm.ENV_ALLOW_RUNTIME}={vllm.ALLOW_RUNTIME_ON}")
+    if vllm.PLUGIN_FILESYSTEM_RESOLVER not in _plugins(_env_value(container, vllm.ENV_PLUGINS)):
+        missing.append(f"{vllm.ENV_PLUGINS} with {vllm.PLUGIN_FILESYSTEM_RESOLVER}")
+    if _env_value(container, vllm.ENV_RESOLVER_CACHE_DIR) != cache_dir:
+        missing.append(f"{vllm.ENV_RESOLVER_CACHE_DIR}={cache_dir}")
     if not any(m.get("mountPath") == store_mount for m in container.get("volumeMounts") or []):
         missing.append(f"the store mounted at {store_mount}")
     return missing
-
-
-def owned_env(fields: dict[str, Any], container: str) -> set[str]:
-    """Env names of ``container`` that golora owns, from its managedFields fieldsV1."""
-    pod = ((fields.get("f:spec") or {}).get("f:template") or {}).get("f:spec") or {}
-    out: set[str] = set()
-    for key, sub in (pod.get("f:containers") or {}).items():
-        if not key.startswith("k:"):
-            continue
-        try:
-            if json.loads(key[2:]).get("name") != container:
-                continue
-        except ValueError:
-            continue
-        for ekey in (sub.get("f:env") or {}):
-            if ekey.startswith("k:"):
-                try:
-                    out.add(json.loads(ekey[2:]).get("name"))
-                except ValueError:
-                    pass
-    return out
 
 
 def resolver_dir_of(snapshot: str) -> str:

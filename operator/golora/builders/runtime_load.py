@@ -1,6 +1,7 @@
 """Runtime loading (``spec.loading: Runtime``), the pod side, as pure functions: what to do on
-each ready pod, the resolver-directory Job, and the status and conditions from what the pods
-answered. The handler (``golora.handlers.runtime``) does the HTTP calls and the writes.
+each ready pod and what its answers mean, the resolver-directory Job, and what deleting an
+AdapterServing removes. The handler (``golora.handlers.runtime``) does the HTTP calls and the
+writes; the status from all of it is :mod:`golora.builders.runtime_status`.
 
 What vLLM loads from is a snapshot golora prepared on the store, per Deployment and version:
 ``lora-resolver/<ns>/<deployment>/.versions/<served>-<version>/`` holds the trained
@@ -14,19 +15,16 @@ pod's ``GET /v1/models`` card (``root``) says which version that pod has.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import conditions as c
-from .. import naming
+from .. import naming, vllm
 from ..api.adapterserving import KIND
-from ..api.worker import CONFIG_ENV
 from ..settings import Settings
 from ..vllm import parse_invocation
 from . import common
 from . import runtime as rt
-from .serving import STORE_MOUNT
+from .serving import STORE_MOUNT, AdapterEntry, find_container, read_record
 
 JOB_KIND_SHORT = "asr"
 REMOVED_JOB_TTL = 300  # a removal Job has no owner left to be collected with
@@ -35,11 +33,8 @@ NOTHING = "none"
 LOAD = "load"
 INPLACE = "inplace"
 
-# Serving reasons in Runtime mode.
-LOADED = "Loaded"
-LOAD_REFUSED = "RuntimeLoadRefused"
-PREPARING = "PreparingDeployment"
-PREPARING_RESOLVER = "PreparingResolverDirectory"
+# The version a removal Job's wants carry (it removes every version's snapshot).
+ANY_VERSION = "x"
 
 
 @dataclass(frozen=True)
@@ -60,8 +55,7 @@ class Want:
 
 def want_for(namespace: str, deployment: dict[str, Any], container: str, served: str, version: str) -> Want | None:
     """The snapshot for ``deployment`` (None when its engine has no readable model)."""
-    engine = next((x for x in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {})
-                   .get("containers") or [] if x.get("name") == container), None)
+    engine, _ = find_container(deployment, container)
     if engine is None:
         return None
     model = parse_invocation(engine.get("command"), engine.get("args")).model
@@ -115,23 +109,14 @@ def build_resolver_job(*, namespace: str, name: str, uid: str, generation: int, 
     no GPU. A removal Job (the AdapterServing is being deleted) has no owner and a TTL."""
     config = resolver_config(adapter_path, wants, remove=remove)
     key = resolver_job_key(adapter_path, wants, remove, uid)
-    container = {
-        "name": "resolver",
-        "image": settings.trainer_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "golora_trainer", "resolver-entry"],
-        "env": [{"name": CONFIG_ENV, "value": json.dumps(config, sort_keys=True, separators=(",", ":"))},
-                {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": common.volume_name("claim", claim), "mountPath": STORE_MOUNT},
-                         {"name": "scratch", "mountPath": "/tmp"}],
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "securityContext": common.container_security(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    container, volumes = common.store_worker(
+        name="resolver", subcommand="resolver-entry", config=config, claim=claim, mount_path=STORE_MOUNT,
+        read_only=False, resources={"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        settings=settings)
     job = common.job(
         name=naming.job_name(f"{JOB_KIND_SHORT}{'x' if remove else ''}{key[:6]}", name, generation),
         namespace=namespace, kind=KIND.kind, owner_name=name, owner_uid=uid, generation=generation, attempt=1,
-        container=container, volumes=[common.claim_volume(claim, read_only=False), {"name": "scratch", "emptyDir": {}}],
+        container=container, volumes=volumes,
         deadline_seconds=300,
     )
     if remove:
@@ -140,7 +125,7 @@ def build_resolver_job(*, namespace: str, name: str, uid: str, generation: int, 
     return job
 
 
-# --- Status ----------------------------------------------------------------------------------------
+# --- One pod ----------------------------------------------------------------------------------------
 
 @dataclass
 class PodResult:
@@ -161,45 +146,88 @@ class PodResult:
                 "loadedAt": self.loaded_at, "path": self.path, "lastError": self.error}
 
 
-@dataclass
-class TargetResult:
-    deployment: str
-    prepared: bool
-    rolled_out: bool
-    message: str
-    pods: list[PodResult] = field(default_factory=list)
+def pod_result(pod: dict[str, Any]) -> PodResult:
+    meta = pod["metadata"]
+    return PodResult(meta["name"], meta.get("uid", ""), pod["status"]["podIP"])
 
 
-def conditions_for(served: str, results: list[TargetResult]) -> tuple[str, str, list[tuple[str, str, str, str]]]:
-    """(phase, message, [RolledOut, Serving]) from what every target's pods answered."""
-    names = ", ".join(r.deployment for r in results)
-    if not all(r.prepared and r.rolled_out for r in results):
-        pending = "; ".join(r.message for r in results if not (r.prepared and r.rolled_out))
-        return "RollingOut", f"preparing for runtime loading: {pending}", [
-            (c.ROLLED_OUT, c.FALSE, "RollingOut", pending),
-            (c.SERVING, c.UNKNOWN, "WaitingForRollout", "adapters are loaded once the pods run the prepared template")]
-    rolled = (c.ROLLED_OUT, c.TRUE, "RolledOut", "; ".join(r.message for r in results))
-    pods = [(r.deployment, p) for r in results for p in r.pods]
-    refused = [(d, p) for d, p in pods if p.error and not p.loaded]
-    if refused:
-        detail = "; ".join(f"{d}/{p.name}: HTTP {p.error.get('code')}: {p.error.get('message')}" for d, p in refused)
-        message = (f"vLLM refused to load {served} at run time ({detail}); the server keeps serving the base model "
-                   "and its other adapters")
-        return c.FAILED, message, [rolled, (c.SERVING, c.FALSE, LOAD_REFUSED, message)]
-    if not pods or any(not r.pods for r in results):
-        empty = ", ".join(r.deployment for r in results if not r.pods)
-        return "RolledOut", f"no ready pods to load {served} into on {empty}", [
-            rolled, (c.SERVING, c.UNKNOWN, "NoReadyPods", f"{empty}: no ready pods")]
-    unreachable = [(d, p) for d, p in pods if p.unreachable]
-    if unreachable:
-        detail = "; ".join(f"{d}/{p.name}: {p.unreachable}" for d, p in unreachable)
-        return "RolledOut", f"serving not confirmed: {detail}", [rolled, (c.SERVING, c.UNKNOWN, "ProbeFailed", detail)]
-    if all(p.loaded for _, p in pods):
-        message = f"{served} is loaded on {len(pods)} pod(s) of {names} (GET /v1/models lists it from golora's snapshot)"
-        return "Serving", message, [rolled, (c.SERVING, c.TRUE, LOADED, message)]
-    missing = ", ".join(f"{d}/{p.name}" for d, p in pods if not p.loaded)
-    return "RolledOut", f"{served} not loaded yet on {missing}", [
-        rolled, (c.SERVING, c.FALSE, "NotLoaded", f"not listed on {missing}")]
+def old_pod_rows(status: dict[str, Any], deployment: str) -> dict[str, dict[str, Any]]:
+    """The pods' rows the last reconcile wrote for ``deployment``, by pod uid."""
+    old_targets = {t.get("name"): t for t in status.get("targets") or []}
+    return {p.get("uid"): p for p in (old_targets.get(deployment) or {}).get("pods") or []}
+
+
+def unreachable(res: PodResult, url: str, code: int, message: str) -> PodResult:
+    """``GET /v1/models`` got no listing: nothing is loaded on this pod this time."""
+    return replace(res, unreachable=f"GET {url}{vllm.MODELS_PATH}: {code or 'no answer'} {message}"[:500])
+
+
+def settle(res: PodResult, cards: dict[str, dict[str, Any]], want: Want, old: dict[str, Any] | None,
+           now: str) -> tuple[PodResult, str | None]:
+    """What the pod's listing already settles: this snapshot is loaded (keeping when it was), or
+    the pod refused it before (not asked again). Else ``res`` as it is and the load to ask for
+    (``load`` or ``inplace``)."""
+    action = pod_action(cards, want)
+    if action == NOTHING:
+        since = (old or {}).get("loadedAt") if (old or {}).get("path") == want.load_path else None
+        return replace(res, loaded=True, path=want.load_path, loaded_at=since or now), None
+    if refused_before(old, want):
+        return replace(res, error=old.get("lastError") if old else None), None
+    return res, action
+
+
+def retry_in_place(action: str, ok: bool, message: str) -> bool:
+    """A plain load found the name loaded already (the resolver loaded it meanwhile, because
+    a request named it): replace it with the snapshot."""
+    return not ok and action == LOAD and vllm.ALREADY_LOADED in message
+
+
+def load_answered(res: PodResult, want: Want, ok: bool, code: int, message: str, now: str) -> PodResult:
+    """The pod's answer to the load: loaded, or the error vLLM gave (kept, so it is not asked again)."""
+    if ok:
+        return replace(res, loaded=True, path=want.load_path, loaded_at=now)
+    return replace(res, error={"adapter": want.served, "code": code, "message": message[:2000], "at": now,
+                               "path": want.load_path})
+
+
+def with_listed(res: PodResult, cards: dict[str, dict[str, Any]], golora_names: set[str], want: Want) -> PodResult:
+    """The golora adapters the pod lists now (``want`` included once loaded)."""
+    names = set(cards) | ({want.served} if res.loaded else set())
+    return replace(res, listed=sorted(n for n in names if n in golora_names | {want.served}))
+
+
+# --- Deleting an AdapterServing ---------------------------------------------------------------------
+
+def runtime_placements(deployments: list[dict[str, Any]], owner: str
+                       ) -> list[tuple[dict[str, Any], AdapterEntry, dict[str, Any]]]:
+    """(Deployment, ``owner``'s runtime entry on it, its engine container): where it is loaded."""
+    out = []
+    for dep in deployments:
+        entry = next((a for a in read_record(dep).adapters if a.owner == owner and a.runtime), None)
+        if entry is None:
+            continue
+        container, _ = find_container(dep, entry.container)
+        if container is not None:
+            out.append((dep, entry, container))
+    return out
+
+
+def removal(namespace: str, placements: list[tuple[dict[str, Any], AdapterEntry, dict[str, Any]]]
+            ) -> tuple[list[Want], str | None, str | None]:
+    """What the removal Job removes: every placement's resolver entry, and the adapter's path
+    and claim (None: nothing to remove)."""
+    wants, path, claim = [], None, None
+    for dep, entry, _ in placements:
+        want = want_for(namespace, dep, entry.container, entry.name, ANY_VERSION)
+        if want is not None:
+            wants.append(want)
+        path, claim = entry.path, entry.claim
+    return wants, path, claim
+
+
+def unload_failed(ok: bool, message: str) -> bool:
+    """An unload worth a warning (not loaded there is what was wanted)."""
+    return not ok and vllm.NOT_FOUND not in message
 
 
 def deployment_of_pod(pod: dict[str, Any]) -> str | None:
@@ -210,9 +238,3 @@ def deployment_of_pod(pod: dict[str, Any]) -> str | None:
         if ref.get("kind") == "ReplicaSet" and tmpl_hash and str(ref.get("name", "")).endswith("-" + tmpl_hash):
             return str(ref["name"])[: -len(tmpl_hash) - 1]
     return None
-
-
-def pod_is_ready(pod: dict[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    return (not (pod.get("metadata") or {}).get("deletionTimestamp") and bool(status.get("podIP"))
-            and c.is_true(status.get("conditions"), "Ready"))

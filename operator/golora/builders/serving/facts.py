@@ -60,6 +60,17 @@ def relative_path_problem(path: str) -> str | None:
     return None
 
 
+def invalid_path(path: str) -> Hold | None:
+    """An explicit ``adapterPath`` that is not a directory relative to the store."""
+    problem = relative_path_problem(path)
+    return Hold(cond.FALSE, "InvalidAdapter", problem, cond.FAILED) if problem else None
+
+
+def serving_gone() -> Hold:
+    """The AdapterServing went away while its validation Job was to be read."""
+    return Hold(cond.UNKNOWN, "ValidatingAdapter", "AdapterServing not found", cond.PENDING)
+
+
 def from_training(ns: str, spec: AdapterServingSpec, name: str, training: dict[str, Any] | None) -> Facts | Hold:
     """The adapter of LoraTraining ``name`` (``training``: the object as read, None if absent)."""
     if training is None:

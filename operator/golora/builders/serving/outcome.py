@@ -14,11 +14,12 @@ from ... import conditions as cond
 from ... import vllm
 from ...api.adapterserving import AdapterServingSpec
 from ...vllm import parse_invocation
+from ..status import serving_ready, status_patch
 from .checks import Problem, find_container
 from .facts import Facts, Hold
 from .probe import Probe
 from .record import AdapterEntry, read_record
-from .rollout import EngineCrash, Rollout, rollout_state
+from .rollout import EngineCrash, Rollout, rollout_state, surge_risk
 
 # Phases of an AdapterServing (besides Pending, Failed, Invalid).
 ROLLING_OUT = "RollingOut"
@@ -170,6 +171,25 @@ def target_row(deployment: dict[str, Any], container_name: str) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True)
+class Patched:
+    """The targets as golora's writes left them: their status rows, rollouts, surge risks."""
+
+    rows: list[dict[str, Any]]
+    rollouts: list[Rollout]
+    risks: list[str]
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every target rolled out: ask GET /v1/models (else look for a crashing engine)."""
+        return all(r.done for r in self.rollouts)
+
+
+def patched(deployments: list[dict[str, Any]], container_name: str) -> Patched:
+    return Patched([target_row(d, container_name) for d in deployments], [rollout_state(d) for d in deployments],
+                   [risk for risk in (surge_risk(d) for d in deployments) if risk])
+
+
 def surge_condition(risks: list[str]) -> Condition:
     if risks:
         return (cond.GPU_SURGE_RISK, cond.TRUE, "RollingUpdateWithSurge", "; ".join(risks))
@@ -225,3 +245,11 @@ def with_accepted(outcome: Outcome) -> list[Condition]:
     """Every condition a reconcile writes: the spec was accepted, then the outcome's."""
     return [(cond.ACCEPTED, cond.TRUE, "Valid", "spec is valid"), *outcome.conditions]
 
+
+
+def status_update(status: dict[str, Any], outcome: Outcome, generation: int | None) -> dict[str, Any]:
+    """The status patch one reconcile writes: the outcome, Accepted, Ready, and the rows."""
+    extra = {"observedGeneration": generation, "targets": outcome.targets, "targetNames": outcome.target_names,
+             "adapter": outcome.adapter, "rejected": outcome.rejected}
+    return status_patch(status, phase=outcome.phase, message=outcome.message, generation=generation,
+                        conditions=with_accepted(outcome), extra=extra, ready=serving_ready)

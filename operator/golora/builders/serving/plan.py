@@ -18,7 +18,7 @@ from ... import naming, vllm
 from ...vllm import parse_invocation
 from .. import runtime as rt
 from .args import desired_args, strip_args
-from .checks import Problem, find_container, pod_spec
+from .checks import Problem, check_target, find_container, pod_spec
 from .record import ANNOTATION, STORE_MOUNT, STORE_VOLUME, AdapterEntry, Record, read_record
 
 
@@ -39,6 +39,18 @@ def _fields_owned(deployment: dict[str, Any], manager: str = naming.FIELD_MANAGE
     return merged
 
 
+def _keyed(section: dict[str, Any] | None) -> list[tuple[dict[str, Any], Any]]:
+    """The ``k:{...}`` entries of a fieldsV1 list-map, their key parsed (unreadable ones skipped)."""
+    out = []
+    for key, sub in (section or {}).items():
+        if key.startswith("k:"):
+            try:
+                out.append((json.loads(key[2:]), sub))
+            except ValueError:
+                continue
+    return out
+
+
 @dataclass(frozen=True)
 class Owned:
     """Fields of a Deployment that golora owns (from managedFields)."""
@@ -47,35 +59,32 @@ class Owned:
     mounts: frozenset[tuple[str, str]] = frozenset()  # (container, mountPath)
     volumes: frozenset[str] = frozenset()
     annotation: bool = False
+    env: frozenset[tuple[str, str]] = frozenset()  # (container, env name)
+
+    def env_of(self, container: str) -> set[str]:
+        """Env names of ``container`` that golora owns."""
+        return {name for cname, name in self.env if cname == container}
 
 
 def owned_fields(deployment: dict[str, Any]) -> Owned:
     fields = _fields_owned(deployment)
     pod = ((fields.get("f:spec") or {}).get("f:template") or {}).get("f:spec") or {}
-    args, mounts, volumes = set(), set(), set()
-    for key, sub in (pod.get("f:containers") or {}).items():
-        if not key.startswith("k:"):
-            continue
-        try:
-            cname = json.loads(key[2:]).get("name")
-        except ValueError:
-            continue
+    args, mounts, env = set(), set(), set()
+    for key, sub in _keyed(pod.get("f:containers")):
+        cname = key.get("name")
         if "f:args" in sub:
             args.add(cname)
-        for mkey in (sub.get("f:volumeMounts") or {}):
-            if mkey.startswith("k:"):
-                try:
-                    mounts.add((cname, json.loads(mkey[2:]).get("mountPath")))
-                except ValueError:
-                    pass
-    for vkey in (pod.get("f:volumes") or {}):
-        if vkey.startswith("k:"):
-            try:
-                volumes.add(json.loads(vkey[2:]).get("name"))
-            except ValueError:
-                pass
+        mounts |= {(cname, mkey.get("mountPath")) for mkey, _ in _keyed(sub.get("f:volumeMounts"))}
+        env |= {(cname, ekey.get("name")) for ekey, _ in _keyed(sub.get("f:env"))}
+    volumes = {vkey.get("name") for vkey, _ in _keyed(pod.get("f:volumes"))}
     annotations = ((fields.get("f:metadata") or {}).get("f:annotations") or {})
-    return Owned(frozenset(args), frozenset(mounts), frozenset(volumes), f"f:{ANNOTATION}" in annotations)
+    return Owned(frozenset(args), frozenset(mounts), frozenset(volumes), f"f:{ANNOTATION}" in annotations,
+                 frozenset(env))
+
+
+def resolver_cache_dir(namespace: str, deployment: str) -> str:
+    """Where a Deployment's engine finds its resolver directory (``VLLM_LORA_RESOLVER_CACHE_DIR``)."""
+    return f"{STORE_MOUNT}/{rt.resolver_dir(namespace, deployment)}"
 
 
 def store_volume(claim: str) -> dict[str, Any]:
@@ -86,6 +95,12 @@ def store_mount() -> dict[str, Any]:
     return {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": True}
 
 
+def runtime_gaps(container: dict[str, Any], cache_dir: str) -> list[str]:
+    """What an engine container lacks for runtime loading, its command line read (empty: prepared)."""
+    inv = parse_invocation(container.get("command"), container.get("args"))
+    return rt.missing_for_runtime(container, cache_dir, lora_enabled=inv.lora_enabled, store_mount=STORE_MOUNT)
+
+
 def _runtime_part(item: dict[str, Any], container: dict[str, Any], entries: list[AdapterEntry], cache_dir: str,
                   owns_env: bool) -> tuple[dict[str, int] | None, bool]:
     """Runtime loading's part of one container's intent: the env it needs (into ``item``), and
@@ -94,9 +109,9 @@ def _runtime_part(item: dict[str, Any], container: dict[str, Any], entries: list
         return None, owns_env  # golora's runtime env (if any) goes
     env = rt.container_env(container, cache_dir)
     item["env"] = env
-    current = parse_invocation(container.get("command"), container.get("args"))
-    if rt.missing_for_runtime(container, cache_dir, lora_enabled=current.lora_enabled, store_mount=STORE_MOUNT):
+    if runtime_gaps(container, cache_dir):
         return None, rt.env_differs(container, env)
+    current = parse_invocation(container.get("command"), container.get("args"))
     return {vllm.FLAG_MAX_LORA_RANK: current.int_value(vllm.FLAG_MAX_LORA_RANK) or vllm.DEFAULT_MAX_LORA_RANK,
             vllm.FLAG_MAX_LORAS: current.int_value(vllm.FLAG_MAX_LORAS) or vllm.DEFAULT_MAX_LORAS}, False
 
@@ -128,9 +143,8 @@ def plan_deployment(deployment: dict[str, Any], entries: list[AdapterEntry]) -> 
     old = read_record(deployment)
     owned = owned_fields(deployment)
     containers = {ctr.get("name"): ctr for ctr in pod.get("containers") or []}
-    cache_dir = f"{STORE_MOUNT}/{rt.resolver_dir(meta.get('namespace') or '', meta.get('name') or '')}"
-    fields = _fields_owned(deployment)
-    owned_env = {cname for cname in containers if rt.owned_env(fields, cname)}
+    cache_dir = resolver_cache_dir(meta.get("namespace") or "", meta.get("name") or "")
+    owned_env = {cname for cname in containers if owned.env_of(cname)}
 
     by_container: dict[str, list[AdapterEntry]] = {}
     problems: list[Problem] = []
@@ -211,6 +225,17 @@ def plan_deployment(deployment: dict[str, Any], entries: list[AdapterEntry]) -> 
         body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": intent_meta,
                 "spec": {"template": {"spec": intent_pod}}}
     return Plan(body, new if kept else Record(), args_out, problems)
+
+
+def plan_for_owner(deployment: dict[str, Any], owner: str, entry: AdapterEntry | None,
+                   live_owners: set[str]) -> tuple[list[Problem], Plan | None]:
+    """``owner``'s entry on ``deployment`` becomes ``entry`` (None: removed): the checks'
+    problems (then no plan: refuse), else the plan for every adapter it then serves."""
+    if entry is not None:
+        problems = check_target(deployment, entry, live_owners)
+        if problems:
+            return problems, None
+    return [], plan_deployment(deployment, entries_for(read_record(deployment), owner, entry, live_owners))
 
 
 def entries_for(record: Record, owner: str, entry: AdapterEntry | None,

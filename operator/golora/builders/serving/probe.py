@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import conditions as cond
+from ...vllm import MODELS_PATH
+from .checks import find_container
+from .rollout import container_port
 
 
 @dataclass(frozen=True)
@@ -17,16 +20,22 @@ class Probe:
     message: str
 
 
+def is_ready(pod: dict[str, Any]) -> bool:
+    """A pod that can answer: Ready, with an IP, not being deleted."""
+    status = pod.get("status") or {}
+    return (not (pod.get("metadata") or {}).get("deletionTimestamp") and bool(status.get("podIP"))
+            and cond.is_true(status.get("conditions"), cond.READY))
+
+
 def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods that can answer: Ready, with an IP, not being deleted."""
-    ready = []
-    for pod in pods:
-        status = pod.get("status") or {}
-        if pod["metadata"].get("deletionTimestamp") or not status.get("podIP"):
-            continue
-        if cond.is_true(status.get("conditions"), "Ready"):
-            ready.append(pod)
-    return ready
+    """The pods that can answer (:func:`is_ready`)."""
+    return [pod for pod in pods if is_ready(pod)]
+
+
+def port_of(deployment: dict[str, Any], container_name: str) -> int:
+    """The port the Deployment's engine container listens on."""
+    container, _ = find_container(deployment, container_name)
+    return container_port(container or {})
 
 
 def per_pod(template: str) -> bool:
@@ -34,11 +43,15 @@ def per_pod(template: str) -> bool:
     return "{pod_ip}" in template
 
 
+def pod_url(template: str, ns: str, deployment: str, port: int, pod: dict[str, Any]) -> str:
+    """One pod's base URL (runtime loading talks to every pod, whatever the template names)."""
+    return template.format(pod_ip=pod["status"]["podIP"], port=port, namespace=ns, deployment=deployment)
+
+
 def urls(template: str, ns: str, deployment: str, port: int, pods: list[dict[str, Any]]) -> list[str]:
     """The base URLs to ask (``pods``: the ready ones, used when the template names ``{pod_ip}``)."""
     if per_pod(template):
-        return [template.format(pod_ip=p["status"]["podIP"], port=port, namespace=ns, deployment=deployment)
-                for p in pods]
+        return [pod_url(template, ns, deployment, port, p) for p in pods]
     return [template.format(port=port, namespace=ns, deployment=deployment)]
 
 
@@ -47,7 +60,7 @@ def no_ready_pods(deployment: str) -> Probe:
 
 
 def unreachable(deployment: str, url: str, error: object) -> Probe:
-    return Probe(None, f"{deployment}: GET {url}/v1/models failed: {error}")
+    return Probe(None, f"{deployment}: GET {url}{MODELS_PATH} failed: {error}")
 
 
 def verdict(deployment: str, served_name: str, listed: dict[str, list[str]]) -> Probe:
