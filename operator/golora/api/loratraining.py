@@ -292,13 +292,3 @@ KIND = KindInfo(
         PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
     ],
 )
-
-
-def __getattr__(name: str):
-    """``REASON_QUALITY_GATE_FAILED`` moved to golora.api.worker; builders/serving/facts.py still
-    imports it from here (lazily, so this module never imports worker, which imports it)."""
-    if name == "REASON_QUALITY_GATE_FAILED":
-        from .worker import REASON_QUALITY_GATE_FAILED
-
-        return REASON_QUALITY_GATE_FAILED
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,8 @@ from ... import conditions as cond
 from ... import vllm
 from ...api.adapterserving import AdapterServingSpec
 from ...api.common import DEFAULT_STORE_CLAIM
-from ...api.loratraining import DEFAULT_LORA_RANK, REASON_QUALITY_GATE_FAILED
+from ...api.loratraining import DEFAULT_LORA_RANK
+from ...api.worker import REASON_QUALITY_GATE_FAILED
 from ..status import JobState
 from .record import STORE_MOUNT
 
