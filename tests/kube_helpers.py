@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes
 
+from golora import naming
 from tests.conftest import REPO, wait_for
 
 GROUP, VERSION = "golora.dev", "v1alpha1"
@@ -90,6 +91,19 @@ def wait_for_phase(api: Any, ns: str, plural: str, name: str, phases: tuple[str,
 
 
 # ---- the operator's install identity ----------------------------------------------------------
+
+def wait_handled(api: Any, ns: str, plural: str, name: str, timeout: float = 30) -> dict[str, Any]:
+    """Until the operator's create handler has run to its end: kopf records the handled spec
+    (the last-handled annotation) only after the handler returned. A test that then writes the
+    status itself (standing in for a worker) cannot be overwritten by the handler's own writes
+    (a LoraTraining's handler writes Accepted, then WaitingForDataset)."""
+    key = f"{naming.KOPF_PREFIX}/last-handled-configuration"
+
+    def handled() -> dict[str, Any] | None:
+        obj = get_cr(api, ns, plural, name)
+        return obj if phase_of(obj) and key in (obj["metadata"].get("annotations") or {}) else None
+    return wait_for(handled, timeout=timeout, interval=0.2, what=f"{plural}/{name} handled by the operator")
+
 
 def install_operator_identity(cluster: Any, api: Any, user: str, kubeconfig: Path) -> Path:
     """manifests/install applied for real (as docs/install.md says), its ``golora-operator``

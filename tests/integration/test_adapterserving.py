@@ -32,6 +32,7 @@ from tests.kube_helpers import (
     patch_cr,
     patch_cr_status,
     wait_for_phase,
+    wait_handled,
 )
 
 pytestmark = pytest.mark.cluster
@@ -177,12 +178,7 @@ def succeeded_training(api, ns, name, *, store: Path, rank=16, base=QWEN, path=N
     create_cr(api, ns, {
         "apiVersion": API_VERSION, "kind": "LoraTraining", "metadata": {"name": name},
         "spec": {"baseModel": {"name": base}, "datasetRef": {"name": f"{name}-absent"}, "lora": {"r": rank}}})
-
-    def handled():
-        status = get_cr(api, ns, "loratrainings", name).get("status") or {}
-        return status.get("phase") and any(x["type"] == "DatasetReady" for x in status.get("conditions") or [])
-
-    wait_for(handled, what=f"LoraTraining {name} handled")
+    wait_handled(api, ns, "loratrainings", name)
     set_training_status(api, ns, name, rank=rank, base=base, path=path, gate=gate)
 
 

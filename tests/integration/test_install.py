@@ -39,6 +39,7 @@ from tests.kube_helpers import (
     list_crs,
     make_condition,
     patch_cr_status,
+    wait_handled,
 )
 
 MANIFESTS = REPO / "manifests"
@@ -299,8 +300,8 @@ def test_operator_runs_a_dataset_on_its_clusterrole_alone(cluster, api, namespac
 
             # The training waits for its (absent) dataset; then it "succeeds" as the trainer
             # and the operator would have written it, so the adapter can be served.
-            waiting = until(lambda: (o := get_cr(api, namespace, "loratrainings", "go-adapter")).get("status", {})
-                            .get("phase") == "Pending" and o, "LoraTraining handled")
+            waiting = wait_handled(api, namespace, "loratrainings", "go-adapter", timeout=120)
+            assert waiting["status"]["phase"] == "Pending", waiting["status"]
             patch_cr_status(api, namespace, "loratrainings", "go-adapter", {
                 "phase": "Succeeded", "message": "adapter ready", "conditions": [
                     make_condition(t, "True", r)

@@ -175,14 +175,13 @@ def succeeded_training(api: Any, ns: str, name: str, path: str, rank: int = 16) 
 
 def create_training(api: Any, ns: str, name: str) -> None:
     """A LoraTraining the operator has seen (its dataset does not exist, so no Job runs)."""
-    from tests.conftest import wait_for
-    from tests.kube_helpers import API_VERSION, create_cr, get_cr, phase_of
+    from tests.kube_helpers import API_VERSION, create_cr, wait_handled
 
     create_cr(api, ns, {
         "apiVersion": API_VERSION, "kind": "LoraTraining", "metadata": {"name": name},
         "spec": {"baseModel": {"path": MODEL_PATH}, "datasetRef": {"name": f"{name}-absent"},
                  "quantization": {"type": "none"}, "placement": {"gpus": 0}}})
-    wait_for(lambda: phase_of(get_cr(api, ns, "loratrainings", name)), what=f"LoraTraining {name} handled")
+    wait_handled(api, ns, "loratrainings", name)
 
 
 def mark_succeeded(api: Any, ns: str, name: str, path: str, rank: int = 16,
