@@ -7,6 +7,8 @@ an operator image that lacks the module.
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = REPO / "operator" / "golora"
 
@@ -50,8 +52,9 @@ def test_builders_and_api_do_no_io():
     assert offenders == {}
 
 
-def test_the_operator_image_copies_only_the_product_package():
-    copies = [line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "trainer_image/Dockerfile"])
+def test_the_images_copy_only_the_product_package(dockerfile):
+    copies = [line.split()[1] for line in (REPO / dockerfile).read_text().splitlines()
               if line.startswith("COPY ") and "--from" not in line]
     assert "operator/golora/" in copies
     assert not any(c.rstrip("/") == "operator" or "golora_dev" in c for c in copies), copies
