@@ -22,8 +22,7 @@ from .. import naming, vllm
 from ..api.adapterserving import KIND
 from ..settings import Settings
 from ..vllm import parse_invocation
-from . import common
-from . import runtime as rt
+from . import common, runtime
 from .serving import STORE_MOUNT, AdapterEntry, find_container, read_record
 
 JOB_KIND_SHORT = "asr"
@@ -62,7 +61,7 @@ def want_for(namespace: str, deployment: dict[str, Any], container: str, served:
     if not model:
         return None
     dname = deployment["metadata"]["name"]
-    return Want(dname, served, version, rt.version_dir(namespace, dname, served, version), model)
+    return Want(dname, served, version, runtime.version_dir(namespace, dname, served, version), model)
 
 
 def pod_action(cards: dict[str, dict[str, Any]], want: Want) -> str:
@@ -92,7 +91,7 @@ def resolver_config(adapter_path: str, wants: list[Want], *, remove: bool = Fals
         "storeRoot": STORE_MOUNT,
         "adapterPath": adapter_path,
         "remove": remove,
-        "entries": [{"snapshot": w.snapshot, "entry": f"{rt.resolver_dir_of(w.snapshot)}/{w.served}",
+        "entries": [{"snapshot": w.snapshot, "entry": f"{runtime.resolver_dir_of(w.snapshot)}/{w.served}",
                      "served": w.served, "baseModel": w.base_model} for w in wants],
     }
 
@@ -100,7 +99,7 @@ def resolver_config(adapter_path: str, wants: list[Want], *, remove: bool = Fals
 def resolver_job_key(adapter_path: str, wants: list[Want], remove: bool = False, uid: str = "") -> str:
     """Names the Job after what it writes, and after the AdapterServing object (a new object of the
     same name, after a removal Job deleted the snapshots, writes them again)."""
-    return rt.version_of(adapter_path, sorted((w.snapshot, w.base_model) for w in wants), remove, uid)
+    return runtime.version_of(adapter_path, sorted((w.snapshot, w.base_model) for w in wants), remove, uid)
 
 
 def build_resolver_job(*, namespace: str, name: str, uid: str, generation: int, claim: str, adapter_path: str,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .. import conditions as c
+from .. import conditions as cond
 
 Condition = tuple[str, str, str, str]  # type, status, reason, message
 
@@ -24,21 +24,21 @@ class JobState:
 def job_state(job: dict[str, Any]) -> JobState:
     """Read a Job's status like `kubectl describe job` would."""
     status = job.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("status") != "True":
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
             continue
-        if cond.get("type") == "Complete":
-            return JobState(c.SUCCEEDED, "JobComplete", cond.get("message") or "Job completed")
-        if cond.get("type") == "Failed":
-            return JobState(c.FAILED, c.as_reason(cond.get("reason"), "JobFailed"),
-                            cond.get("message") or "Job failed")
+        if condition.get("type") == "Complete":
+            return JobState(cond.SUCCEEDED, "JobComplete", condition.get("message") or "Job completed")
+        if condition.get("type") == "Failed":
+            return JobState(cond.FAILED, cond.as_reason(condition.get("reason"), "JobFailed"),
+                            condition.get("message") or "Job failed")
     # ``active`` counts pods that exist (a pending, unschedulable one too); ``ready`` counts
     # pods whose containers run.
     if status.get("ready"):
-        return JobState(c.RUNNING, "JobRunning", "Job is running")
+        return JobState(cond.RUNNING, "JobRunning", "Job is running")
     if status.get("active"):
-        return JobState(c.PENDING, "PodPending", "the Job's pod is waiting to run")
-    return JobState(c.PENDING, "JobPending", "Job is waiting to start")
+        return JobState(cond.PENDING, "PodPending", "the Job's pod is waiting to run")
+    return JobState(cond.PENDING, "JobPending", "Job is waiting to start")
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -84,15 +84,15 @@ def acceptance(model: type[BaseModel], spec: dict[str, Any], status: dict[str, A
         parsed = model.model_validate(dict(spec))
     except ValidationError as exc:
         message = describe_validation_error(exc)
-        return Acceptance(None, c.INVALID, message, [(c.ACCEPTED, c.FALSE, c.REASON_INVALID_SPEC, message),
-                                                     (c.READY, c.FALSE, c.REASON_INVALID_SPEC, message)])
-    conditions: list[Condition] = [(c.ACCEPTED, c.TRUE, "Valid", "spec is valid")]
-    ready = c.get_condition(status.get("conditions"), c.READY)
+        return Acceptance(None, cond.INVALID, message, [(cond.ACCEPTED, cond.FALSE, cond.REASON_INVALID_SPEC, message),
+                                                     (cond.READY, cond.FALSE, cond.REASON_INVALID_SPEC, message)])
+    conditions: list[Condition] = [(cond.ACCEPTED, cond.TRUE, "Valid", "spec is valid")]
+    ready = cond.get_condition(status.get("conditions"), cond.READY)
     if ready is None or ready.get("observedGeneration") != generation:
-        conditions.append((c.READY, c.FALSE, c.REASON_RECONCILING,
+        conditions.append((cond.READY, cond.FALSE, cond.REASON_RECONCILING,
                            f"golora is acting on generation {generation} of the spec"))
-    if status.get("phase") in (None, c.INVALID):
-        return Acceptance(parsed, c.PENDING, "accepted; waiting to start", conditions)
+    if status.get("phase") in (None, cond.INVALID):
+        return Acceptance(parsed, cond.PENDING, "accepted; waiting to start", conditions)
     return Acceptance(parsed, None, None, conditions)
 
 
@@ -120,9 +120,9 @@ def status_patch(
     current = current or {}
     conds = current.get("conditions")
     for type_, status, reason, msg in conditions:
-        conds = c.set_condition(conds, type_, status, reason, msg, generation)
+        conds = cond.set_condition(conds, type_, status, reason, msg, generation)
     if ready is not None:
-        conds = c.set_condition(conds, c.READY, *ready(conds or [], generation), generation)
+        conds = cond.set_condition(conds, cond.READY, *ready(conds or [], generation), generation)
     patch: dict[str, Any] = {}
     if current.get("phase") != phase:
         patch["phase"] = phase
@@ -140,46 +140,46 @@ def status_patch(
 
 def _current(conds: list[dict[str, Any]], type_: str, generation: int | None) -> dict[str, Any] | None:
     """The condition of ``type_`` if it was computed for ``generation`` (an older one is stale)."""
-    cond = c.get_condition(conds, type_)
-    if cond is None or (generation is not None and cond.get("observedGeneration") not in (None, generation)):
+    condition = cond.get_condition(conds, type_)
+    if condition is None or (generation is not None and condition.get("observedGeneration") not in (None, generation)):
         return None
-    return cond
+    return condition
 
 
 def _blocking(conds: list[dict[str, Any]], generation: int | None, order: tuple[str, ...],
               default: tuple[str, str]) -> tuple[str, str, str]:
     """Ready=False with the reason of the first condition in ``order`` that is not True."""
     for type_ in order:
-        cond = _current(conds, type_, generation)
-        if cond is None:
+        condition = _current(conds, type_, generation)
+        if condition is None:
             continue
-        if cond.get("status") != c.TRUE:
-            return c.FALSE, cond["reason"], cond.get("message") or f"{type_} is {cond['status']}"
-    return c.FALSE, *default
+        if condition.get("status") != cond.TRUE:
+            return cond.FALSE, condition["reason"], condition.get("message") or f"{type_} is {condition['status']}"
+    return cond.FALSE, *default
 
 
 def training_ready(gate_disabled_reason: str) -> ReadyRule:
     """LoraTraining Ready: the adapter is written and its quality gate passed (or is disabled)."""
     def rule(conds: list[dict[str, Any]], generation: int | None) -> tuple[str, str, str]:
-        done = _current(conds, c.SUCCEEDED_CONDITION, generation)
-        gate = _current(conds, c.QUALITY_GATE_PASSED, generation)
-        if done is not None and done.get("status") == c.TRUE:
-            if gate is not None and (gate.get("status") == c.TRUE or gate.get("reason") == gate_disabled_reason):
-                return c.TRUE, "AdapterReady", done.get("message") or "adapter written"
-            return c.FALSE, "QualityGateNotPassed", (gate or {}).get("message") or "the quality gate did not pass"
+        done = _current(conds, cond.SUCCEEDED_CONDITION, generation)
+        gate = _current(conds, cond.QUALITY_GATE_PASSED, generation)
+        if done is not None and done.get("status") == cond.TRUE:
+            if gate is not None and (gate.get("status") == cond.TRUE or gate.get("reason") == gate_disabled_reason):
+                return cond.TRUE, "AdapterReady", done.get("message") or "adapter written"
+            return cond.FALSE, "QualityGateNotPassed", (gate or {}).get("message") or "the quality gate did not pass"
         if done is not None:
-            return c.FALSE, done["reason"], done.get("message") or ""
-        return _blocking(conds, generation, (c.ACCEPTED, c.DATASET_READY, c.SCHEDULED, c.TRAINING),
+            return cond.FALSE, done["reason"], done.get("message") or ""
+        return _blocking(conds, generation, (cond.ACCEPTED, cond.DATASET_READY, cond.SCHEDULED, cond.TRAINING),
                          ("Training", "training has not finished"))
     return rule
 
 
 def serving_ready(conds: list[dict[str, Any]], generation: int | None) -> tuple[str, str, str]:
     """AdapterServing Ready: every target serves the adapter (Serving=True)."""
-    serving = _current(conds, c.SERVING, generation)
-    if serving is not None and serving.get("status") == c.TRUE:
-        return c.TRUE, "Serving", serving.get("message") or "served on every target"
-    return _blocking(conds, generation, (c.ACCEPTED, c.ADAPTER_VALIDATED, c.PATCHED, c.ROLLED_OUT, c.SERVING),
+    serving = _current(conds, cond.SERVING, generation)
+    if serving is not None and serving.get("status") == cond.TRUE:
+        return cond.TRUE, "Serving", serving.get("message") or "served on every target"
+    return _blocking(conds, generation, (cond.ACCEPTED, cond.ADAPTER_VALIDATED, cond.PATCHED, cond.ROLLED_OUT, cond.SERVING),
                      ("NotServing", "the adapter is not served yet"))
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import kopf
 
-from ..builders import runtime_load as rl
-from ..builders import serving as sv
+from ..builders import runtime_load, serving
 from ..builders.serving import probe
 from .adapterserving import _reconcile_quietly
 
@@ -19,13 +18,13 @@ from .adapterserving import _reconcile_quietly
 def runtime_deployments(namespace: str, name: str, annotations: kopf.Annotations, **_: Any
                         ) -> dict[tuple[str, str], list[str]]:
     """(namespace, Deployment) -> the AdapterServings loading adapters into its pods at run time."""
-    record = sv.read_record({"metadata": {"annotations": dict(annotations)}})
+    record = serving.read_record({"metadata": {"annotations": dict(annotations)}})
     owners = sorted({a.owner for a in record.adapters if a.runtime})
     return {(namespace, name): owners} if owners else {}
 
 
 def _owners(body: kopf.Body, runtime_deployments: Any) -> set[str]:
-    dep = rl.deployment_of_pod(dict(body))
+    dep = runtime_load.deployment_of_pod(dict(body))
     key = ((body.get("metadata") or {}).get("namespace"), dep)
     if dep is None or runtime_deployments is None or key not in runtime_deployments:
         return set()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ... import vllm
 from ...vllm import Invocation, Option, parse_invocation
-from .. import runtime as rt
+from .. import runtime
 from .record import STORE_MOUNT, AdapterEntry, ContainerRecord
 
 # Scalar flags golora may raise; in the order golora appends them.
@@ -120,7 +120,7 @@ def desired_scalars(user: Invocation, entries: list[AdapterEntry], n_user_module
     user_loras = user.int_value(vllm.FLAG_MAX_LORAS)
     auto_loras = len(counted) + n_user_modules
     if any(e.runtime for e in entries):
-        auto_loras = max(auto_loras, floor.get(vllm.FLAG_MAX_LORAS) or rt.RUNTIME_MAX_LORAS)
+        auto_loras = max(auto_loras, floor.get(vllm.FLAG_MAX_LORAS) or runtime.RUNTIME_MAX_LORAS)
     loras = max(opts.max_loras or auto_loras, user_loras or 0)
     if user_loras != loras:
         out[vllm.FLAG_MAX_LORAS] = str(loras)

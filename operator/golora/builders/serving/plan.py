@@ -16,7 +16,7 @@ from typing import Any
 
 from ... import naming, vllm
 from ...vllm import parse_invocation
-from .. import runtime as rt
+from .. import runtime
 from .args import desired_args, strip_args
 from .checks import Problem, check_target, find_container, pod_spec
 from .record import ANNOTATION, STORE_MOUNT, STORE_VOLUME, AdapterEntry, Record, read_record
@@ -84,7 +84,7 @@ def owned_fields(deployment: dict[str, Any]) -> Owned:
 
 def resolver_cache_dir(namespace: str, deployment: str) -> str:
     """Where a Deployment's engine finds its resolver directory (``VLLM_LORA_RESOLVER_CACHE_DIR``)."""
-    return f"{STORE_MOUNT}/{rt.resolver_dir(namespace, deployment)}"
+    return f"{STORE_MOUNT}/{runtime.resolver_dir(namespace, deployment)}"
 
 
 def store_volume(claim: str) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def store_mount() -> dict[str, Any]:
 def runtime_gaps(container: dict[str, Any], cache_dir: str) -> list[str]:
     """What an engine container lacks for runtime loading, its command line read (empty: prepared)."""
     inv = parse_invocation(container.get("command"), container.get("args"))
-    return rt.missing_for_runtime(container, cache_dir, lora_enabled=inv.lora_enabled, store_mount=STORE_MOUNT)
+    return runtime.missing_for_runtime(container, cache_dir, lora_enabled=inv.lora_enabled, store_mount=STORE_MOUNT)
 
 
 def _runtime_part(item: dict[str, Any], container: dict[str, Any], entries: list[AdapterEntry], cache_dir: str,
@@ -107,10 +107,10 @@ def _runtime_part(item: dict[str, Any], container: dict[str, Any], entries: list
     the scalar floor when it is already prepared. Returns (floor, env changed)."""
     if not any(e.runtime for e in entries):
         return None, owns_env  # golora's runtime env (if any) goes
-    env = rt.container_env(container, cache_dir)
+    env = runtime.container_env(container, cache_dir)
     item["env"] = env
     if runtime_gaps(container, cache_dir):
-        return None, rt.env_differs(container, env)
+        return None, runtime.env_differs(container, env)
     current = parse_invocation(container.get("command"), container.get("args"))
     return {vllm.FLAG_MAX_LORA_RANK: current.int_value(vllm.FLAG_MAX_LORA_RANK) or vllm.DEFAULT_MAX_LORA_RANK,
             vllm.FLAG_MAX_LORAS: current.int_value(vllm.FLAG_MAX_LORAS) or vllm.DEFAULT_MAX_LORAS}, False

@@ -11,7 +11,7 @@ from typing import Any
 from ... import naming
 from ...api.adapterserving import DEFAULT_CONTAINER
 from ...api.common import DEFAULT_STORE_CLAIM
-from .. import runtime as rt
+from .. import runtime
 
 STORE_VOLUME = "golora-store"
 STORE_MOUNT = "/golora-store"
@@ -33,11 +33,11 @@ class AdapterEntry:
     max_lora_rank: int | None = None  # explicit spec.vllm options (None = auto)
     max_loras: int | None = None
     max_cpu_loras: int | None = None
-    loading: str = rt.RESTART  # Runtime: loaded through vLLM's API, not in --lora-modules
+    loading: str = runtime.RESTART  # Runtime: loaded through vLLM's API, not in --lora-modules
 
     @property
     def runtime(self) -> bool:
-        return self.loading == rt.RUNTIME
+        return self.loading == runtime.RUNTIME
 
     @property
     def mount_path(self) -> str:
@@ -61,7 +61,7 @@ class AdapterEntry:
                    claim=str(data.get("claim") or DEFAULT_STORE_CLAIM),
                    container=str(data.get("container") or DEFAULT_CONTAINER),
                    max_lora_rank=data.get("maxLoraRank"), max_loras=data.get("maxLoras"),
-                   max_cpu_loras=data.get("maxCpuLoras"), loading=str(data.get("loading") or rt.RESTART))
+                   max_cpu_loras=data.get("maxCpuLoras"), loading=str(data.get("loading") or runtime.RESTART))
 
 
 @dataclass
