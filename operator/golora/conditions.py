@@ -50,6 +50,15 @@ WARNING_PHASES = (FAILED, INVALID)
 def phase_event_type(phase: str) -> str:
     return "Warning" if phase in WARNING_PHASES else "Normal"
 
+
+def phase_event(patch: dict | None, old_phase: str | None) -> dict[str, str] | None:
+    """The one rule for a CR's phase Event: a status patch that moves the phase gets one Event,
+    the new phase as its reason (a Warning for Failed and Invalid); anything else gets none."""
+    if not patch or "phase" not in patch or patch["phase"] == old_phase:
+        return None
+    return {"type": phase_event_type(patch["phase"]), "reason": patch["phase"], "message": patch.get("message") or ""}
+
+
 # Reasons of Ready=False that are not some other condition's reason.
 REASON_RECONCILING = "Reconciling"  # a new generation: golora has not computed its status yet
 REASON_INVALID_SPEC = "InvalidSpec"

@@ -10,7 +10,7 @@ import kopf
 import kubernetes
 
 from .api import GROUP, VERSION
-from .conditions import phase_event_type
+from .conditions import phase_event
 
 
 @functools.cache
@@ -83,10 +83,9 @@ def write_status(plural: str, obj: dict[str, Any], patch: dict[str, Any] | None,
         return
     meta = obj["metadata"]
     patch_cr_status(plural, meta["namespace"], meta["name"], patch)
-    old = previous_phase or (obj.get("status") or {}).get("phase")
-    if "phase" in patch and patch["phase"] != old:
-        kopf.event(obj, type=phase_event_type(patch["phase"]), reason=patch["phase"],
-                   message=patch.get("message") or "")
+    event = phase_event(patch, previous_phase or (obj.get("status") or {}).get("phase"))
+    if event is not None:
+        kopf.event(obj, **event)
 
 
 def list_jobs(namespace: str, labels: dict[str, str]) -> list[Any]:

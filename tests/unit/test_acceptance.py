@@ -1,12 +1,9 @@
-"""Accepting a spec (builders.status.acceptance) and the one status writer's Event rule
-(kube.write_status). Pure except the writer's two calls, which are recorded."""
+"""Accepting a spec (builders.status.acceptance) and the one rule for phase Events that the
+status writer (kube.write_status) applies (conditions.phase_event). No API client, no patching."""
 
 from __future__ import annotations
 
-import kopf
-
 from golora import conditions as cond
-from golora import kube
 from golora.api.loratraining import LoraTrainingSpec
 from golora.builders.status import acceptance
 
@@ -46,17 +43,11 @@ def test_valid_spec_is_pending_only_when_nothing_started():
     assert acceptance(LoraTrainingSpec, VALID, {"phase": "Invalid"}, 3).phase == cond.PENDING  # fixed
 
 
-def test_the_writer_posts_one_event_when_the_phase_moves(monkeypatch):
-    writes, events = [], []
-    monkeypatch.setattr(kube, "patch_cr_status", lambda *a: writes.append(a))
-    monkeypatch.setattr(kopf, "event", lambda obj, **k: events.append(k))
-    obj = {"metadata": {"namespace": "ns", "name": "x"}, "status": {"phase": "Running"}}
-    kube.write_status("loratrainings", obj, None)
-    kube.write_status("loratrainings", obj, {"message": "step 3"})
-    assert len(writes) == 1 and events == []
-    kube.write_status("loratrainings", obj, {"phase": "Failed", "message": "OutOfMemory: ..."})
-    kube.write_status("loratrainings", obj, {"phase": "Invalid", "message": "bad"})
-    kube.write_status("loratrainings", obj, {"phase": "Succeeded", "message": "done"})
-    kube.write_status("loratrainings", obj, {"phase": "Pending"}, previous_phase="Pending")  # announced already
-    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "Failed"), ("Warning", "Invalid"),
-                                                          ("Normal", "Succeeded")]
+def test_one_event_only_when_a_status_patch_moves_the_phase():
+    assert cond.phase_event(None, "Running") is None
+    assert cond.phase_event({"message": "step 3"}, "Running") is None
+    assert cond.phase_event({"phase": "Pending"}, "Pending") is None  # announced already
+    moves = [cond.phase_event({"phase": p, "message": m}, "Running")
+             for p, m in (("Failed", "OutOfMemory: ..."), ("Invalid", "bad"), ("Succeeded", "done"))]
+    assert [(e["type"], e["reason"], e["message"]) for e in moves] == [
+        ("Warning", "Failed", "OutOfMemory: ..."), ("Warning", "Invalid", "bad"), ("Normal", "Succeeded", "done")]
