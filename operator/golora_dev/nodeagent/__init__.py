@@ -73,6 +73,7 @@ class NodeAgent:
         self.stopping = threading.Event()
         self.workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
+        self._hosts_lock = threading.Lock()  # one hosts refresh at a time: no stale write lands last
         self._threads: list[threading.Thread] = []
         self.log_server: LogServer | None = None
 
@@ -227,14 +228,18 @@ class NodeAgent:
     def refresh_hosts(self, namespace: str, subdomain: str) -> None:
         """Rewrite the hosts file of every running Pod in ``namespace``'s ``subdomain``: the
         stand-in's cluster DNS for it (hosts.py)."""
-        with self._lock:
-            group = [w for w in self.workers.values() if w.uses_hosts and w.ns == namespace
-                     and w.subdomain == subdomain and w.pod_ip]
-        members = [m for w in group if (m := w.hosts_member()) is not None]
-        for w in group:
-            own = w.hosts_member()
-            if own is not None:
-                hostsmod.write(self.network.netns(w.uid), hostsmod.render(own, members))
+        # Serialized: two Pods attaching at once each compute the group; without the lock the
+        # refresh that saw only itself could write after the one that saw both, and a rank
+        # would never resolve its peer (seen once: RendezvousTimeout on a two-node attempt).
+        with self._hosts_lock:
+            with self._lock:
+                group = [w for w in self.workers.values() if w.uses_hosts and w.ns == namespace
+                         and w.subdomain == subdomain and w.pod_ip]
+            members = [m for w in group if (m := w.hosts_member()) is not None]
+            for w in group:
+                own = w.hosts_member()
+                if own is not None:
+                    hostsmod.write(self.network.netns(w.uid), hostsmod.render(own, members))
 
     def forget(self, uid: str) -> None:
         with self._lock:
