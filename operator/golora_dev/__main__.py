@@ -36,7 +36,8 @@ def _load() -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as gone)."""
     if not pid:
         return False
     try:
@@ -51,24 +52,24 @@ def _alive(pid: int | None) -> bool:
 
 
 def _kill(pid: int | None, timeout: float = 20) -> None:
-    if not _alive(pid):
+    if not alive(pid):
         return
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     state = _load()
-    if state and _alive(state["pids"].get("kube-apiserver")):
+    if state and alive(state["pids"].get("kube-apiserver")):
         print(f"already up: export KUBECONFIG={state['kubeconfig']}")
         return 0
     root = state_dir()
@@ -199,7 +200,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     if not state:
         print("not running")
         return 1
-    up = {name: _alive(pid) for name, pid in state["pids"].items()}
+    up = {name: alive(pid) for name, pid in state["pids"].items()}
     print(json.dumps({**state, "alive": up}, indent=2))
     return 0 if all(up.values()) else 1
 

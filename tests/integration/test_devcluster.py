@@ -12,23 +12,11 @@ import time
 
 import kubernetes
 import pytest
+from golora_dev.__main__ import alive
 
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_real_versions_reported(cluster):
@@ -65,7 +53,7 @@ def test_cli_up_env_down_leaves_nothing(tmp_path):
     status = json.loads(run("status").stdout)
     pids = list(status["pids"].values())
     assert set(status["pids"]) == {"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-agent"}
-    assert all(_alive(p) for p in pids)
+    assert all(alive(p) for p in pids)
     assert run("env").stdout.startswith(f"export KUBECONFIG={status['kubeconfig']}")
     # The background node agent runs Pods: one, through the real scheduler, to Succeeded.
     kubectl = [status["kubectl"], f"--kubeconfig={status['kubeconfig']}"]
@@ -82,7 +70,7 @@ def test_cli_up_env_down_leaves_nothing(tmp_path):
     assert minted.returncode == 0 and (tmp_path / "alice.kc").exists()
     down = run("down")
     assert down.returncode == 0, down.stderr
-    wait_for(lambda: not any(_alive(p) for p in pids), timeout=30, what="processes gone")
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes gone")
     assert not (tmp_path / "dc").exists()
 
 
@@ -97,9 +85,9 @@ def test_killed_owner_leaves_no_orphans(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         pids = json.loads(owner.stdout.readline())
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    wait_for(lambda: not any(_alive(p) for p in pids), timeout=30, what="children died with their owner")
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="children died with their owner")
     time.sleep(0.1)
