@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -382,6 +381,3 @@ class ControlPlane:
                 ("kube-controller-manager", self.controller_manager_proc)) if proc is not None},
             "kubectl": str(self.bins.kubectl) if self.bins else None,
         }
-
-    def save_state(self, path: Path) -> None:
-        path.write_text(json.dumps(self.state(), indent=2))

@@ -30,8 +30,6 @@ from typing import Any
 
 from golora.vllm import last_meaningful_line  # noqa: F401 (re-exported: tests use it from here)
 
-REPO = Path(__file__).resolve().parents[2]
-INSTALL_SCRIPT = REPO / "hack" / "vllm" / "install.sh"
 VENV_ENV = "GOLORA_VLLM_VENV"  # overrides where the installation is
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 SERVE = "serve"  # `vllm serve ...`
@@ -66,16 +64,6 @@ def installed() -> bool:
     venv = vllm_venv()
     return any(venv.glob(".golora-vllm-*")) and os.access(vllm_executable(), os.X_OK) \
         and os.access(vllm_python(), os.X_OK)
-
-
-def ensure_installed(timeout: float = 3600) -> Path:
-    """Run hack/vllm/install.sh (a no-op when warm); returns the virtualenv."""
-    if installed():
-        return vllm_venv()
-    env = {**os.environ, VENV_ENV: str(vllm_venv())}
-    proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, stdout=subprocess.PIPE, text=True,
-                          timeout=timeout, check=True)
-    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def cpu_env(base: dict[str, str] | None = None, kvcache_gib: int = DEFAULT_KVCACHE_GIB) -> dict[str, str]:
@@ -265,11 +253,6 @@ class VllmServer:
                                        f"(last log line: {self.last_line()}); log: {self.log_path}")
             time.sleep(0.5)
 
-    def wait_exit(self, timeout: float | None = None) -> int:
-        """Wait for the process to exit by itself (a server that must refuse to start)."""
-        assert self.proc is not None, "not started"
-        return self.proc.wait(timeout or self.startup_timeout)
-
     def stop(self, grace: float = 20.0) -> int | None:
         """SIGTERM to the process group, SIGKILL after ``grace`` seconds; returns the rc."""
         proc = self.proc
@@ -380,21 +363,3 @@ def _group_alive(pgid: int) -> bool:
         return True
     # A zombie group leader we already reaped is gone; live members answer signal 0.
     return True
-
-
-def run_to_exit(args: list[str], *, entrypoint: str = SERVE, timeout: float = DEFAULT_STARTUP_TIMEOUT,
-                **kwargs: Any) -> tuple[int | None, str | None, str]:
-    """Start vLLM and expect it to stop by itself (e.g. a bad static adapter): returns
-    (rc, last meaningful log line, log). If it becomes healthy instead, it is stopped and rc
-    is None."""
-    server = VllmServer(args, entrypoint=entrypoint, startup_timeout=timeout, **kwargs).start()
-    try:
-        server.wait_healthy()
-    except VllmExited as exc:
-        server.stop()
-        return exc.returncode, exc.last_line, exc.log
-    except BaseException:
-        server.stop()
-        raise
-    server.stop()
-    return None, server.last_line(), server.log_text()

@@ -22,10 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from golora.api.worker import REASON_INVALID_ADAPTER
 from golora.vllm import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterCheck, validate_adapter_dir
-
-from .errors import TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +76,6 @@ def install_adapter(staging: Path, dest: Path, result: dict | None) -> int:
         write_json_atomic(dest / RESULT_FILE, result)
     shutil.rmtree(staging, ignore_errors=True)
     return (dest / ADAPTER_WEIGHTS).stat().st_size + (dest / ADAPTER_CONFIG).stat().st_size
-
-
-def save_adapter(model, dest: Path, base_model: str) -> tuple[Path, int]:
-    """Stage, validate (InvalidAdapter if vLLM would refuse it) and install the adapter into dest.
-    result.json is written separately, once the numbers are final."""
-    dest.mkdir(parents=True, exist_ok=True)
-    staging, check = stage_adapter(model, dest, base_model)
-    if not check.ok:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise TrainerError(REASON_INVALID_ADAPTER, f"the trained adapter would not load in vLLM: {check.message}")
-    size = install_adapter(staging, dest, None)
-    return dest, size
 
 
 def clean_stale_staging(dest: Path) -> None:
