@@ -23,10 +23,17 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                names.add(".".join(base + ([node.module] if node.module else [])))
+                module = ".".join(base + ([node.module] if node.module else []))
             else:
-                names.add(node.module or "")
+                module = node.module or ""
+            # ``from .. import kube`` imports the module golora.kube: count each name as one too
+            names |= {module} | {f"{module}.{a.name}" for a in node.names}
     return names
+
+
+def test_relative_imports_resolve_to_the_modules_they_name():
+    builders = REPO / "operator" / "golora" / "builders" / "dataset.py"
+    assert {"golora.conditions", "golora.naming", "golora.api.worker"} <= imports_of(builders)
 
 
 def product_modules() -> dict[str, set[str]]:

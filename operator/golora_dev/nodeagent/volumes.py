@@ -62,18 +62,12 @@ class VolumeSetup:
             return path
         if "emptyDir" in vol:
             return self._dir(name)
-        if "secret" in vol:
-            src = vol["secret"]
-            target = self._dir(name)
-            _write_items(target, self._secret(src["secretName"], src.get("optional")), src.get("items"),
-                         src.get("defaultMode"))
-            return target
-        if "configMap" in vol:
-            src = vol["configMap"]
-            target = self._dir(name)
-            _write_items(target, self._config_map(src["name"], src.get("optional")), src.get("items"),
-                         src.get("defaultMode"))
-            return target
+        for kind, key, read in (("secret", "secretName", self._secret), ("configMap", "name", self._config_map)):
+            if kind in vol:
+                src = vol[kind]
+                target = self._dir(name)
+                _write_items(target, read(src[key], src.get("optional")), src.get("items"), src.get("defaultMode"))
+                return target
         if "downwardAPI" in vol:
             target = self._dir(name)
             self._downward(target, vol["downwardAPI"].get("items") or [])
