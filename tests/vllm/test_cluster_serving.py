@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.vllm]
 MODEL = f"{sv.STORE_MOUNT}/{helpers.MODEL_PATH}"
 LLMD_MODEL = "tiny-go"  # llm-d.ai/model
 PROMPT = "Write a Go function that reverses a string."
-START = 420  # seconds: one vLLM start is 45-80 s on 2 cores; two at once share them
+START = 420  # seconds: one vLLM start is 20-60 s on 2 cores; two at once share them
 
 
 def serving(api, ns: str, name: str) -> dict:
@@ -66,7 +66,7 @@ def deployment(name: str, *, command: list[str], args: list[str], port: int, lab
     """A vLLM-on-CPU Deployment as manifests/demo/vllm-deployment.yaml writes one: Recreate,
     the CPU env, /health readiness behind a generous startupProbe, the store read-only."""
     vllm = {"name": "vllm", "image": helpers.CPU_IMAGE, "command": command, "args": args,
-            "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "env": engine(helpers.demo_deployment())["env"],
             "ports": [{"containerPort": port, "name": "http"}],
             "startupProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2,
                              "failureThreshold": 300},
