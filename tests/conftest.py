@@ -17,7 +17,7 @@ CRDS = REPO / "crds"
 
 # With xdist workers sharing the cores, torch and vLLM (in the tests, in Pods, in the demo)
 # each take one OpenMP thread: two processes of two spinning threads on two cores slowed CPU
-# training up to 7x (a 40-step run took 362 s instead of ~50 s).
+# training up to 7x (a 40-step run on the cluster took 362 s, 55 s with one thread each).
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -60,10 +60,10 @@ def cluster_store(namespace, node_agent, adapter):
 def vllm_budget(api, namespace, node_agent):
     """Before: no other real vLLM server runs (an earlier test's namespace may still be going
     away). After: this test's Deployments are deleted and their servers are gone."""
-    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=180, interval=2,
+    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=180, interval=0.5,
              what="no other vLLM server running")
     yield
     apps = kubernetes.client.AppsV1Api(api)
     for dep in apps.list_namespaced_deployment(namespace).items:
         apps.delete_namespaced_deployment(dep.metadata.name, namespace, propagation_policy="Foreground")
-    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=120, interval=1, what="this test's vLLM stopped")
+    wait_for(lambda: not helpers.running_vllm(node_agent), timeout=120, interval=0.5, what="this test's vLLM stopped")

@@ -38,11 +38,11 @@ def test_server_rejected_adapter_is_taken_out_and_the_base_model_comes_back(
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
     apps.create_namespaced_deployment(ns, helpers.cluster_deployment(ns))
     original_args = helpers.cluster_deployment(ns)["spec"]["template"]["spec"]["containers"][0]["args"]
-    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=2, what="base vLLM pod ready")
+    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=0.5, what="base vLLM pod ready")
 
     helpers.succeeded_training(api, ns, "bad", bad)
     create_cr(api, ns, adapter_serving("bad", "bad-adapter", {"deployments": ["vllm"]}, "bad"))
-    obj = wait_for_phase(api, ns, "adapterservings", "bad", ("Failed",), timeout=500, interval=2)
+    obj = wait_for_phase(api, ns, "adapterservings", "bad", ("Failed",), timeout=500, interval=0.5)
     serving = condition(obj, "Serving")
     assert condition(obj, "Patched")["reason"] == condition(obj, "RolledOut")["reason"] == "ServerRejectedAdapter"
     assert serving["reason"] == "ServerRejectedAdapter", obj["status"]
@@ -56,7 +56,7 @@ def test_server_rejected_adapter_is_taken_out_and_the_base_model_comes_back(
     rolled_back_at = time.monotonic()
     engine = next(c for c in live.spec.template.spec.containers if c.name == "vllm")
     assert engine.args == original_args
-    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=2, what="base model served again")
+    wait_for(lambda: _pod_ready(core, ns), timeout=400, interval=0.5, what="base model served again")
     # And it stays out: later reconciles (the recheck timer runs every 5 s in tests; the
     # restart above took longer than that several times) do not patch it in again.
     time.sleep(max(0.0, rolled_back_at + 12 - time.monotonic()))

@@ -111,7 +111,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
     def prepared():
         live = api.sanitize_for_serialization(apps.read_namespaced_deployment("vllm", ns))
         return live if "VLLM_ALLOW_RUNTIME_LORA_UPDATING" in json.dumps(engine(live).get("env")) else None
-    live = wait_for(prepared, timeout=120, interval=1, what="Deployment prepared for runtime loading")
+    live = wait_for(prepared, timeout=120, interval=0.5, what="Deployment prepared for runtime loading")
     env = {e["name"]: e.get("value") for e in engine(live)["env"]}
     cache = f"{sv.STORE_MOUNT}/{rt.resolver_dir(ns, 'vllm')}"
     assert env["VLLM_PLUGINS"] == "lora_filesystem_resolver" and env["VLLM_LORA_RESOLVER_CACHE_DIR"] == cache
@@ -124,7 +124,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
 
     # The pod that becomes ready gets go-a loaded (the pod watch), from golora's snapshot.
     obj = wait_for(lambda: (serving(api, ns, "go-a").get("status") or {}).get("phase") == "Serving"
-                   and serving(api, ns, "go-a"), timeout=2 * START, interval=2, what="go-a Serving")
+                   and serving(api, ns, "go-a"), timeout=2 * START, interval=0.5, what="go-a Serving")
     (target,) = obj["status"]["targets"]
     (pod_row,) = target["pods"]
     assert target["loading"] == "Runtime" and target["prepared"] and "go-a" in pod_row["loaded"]
@@ -190,7 +190,7 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
     helpers.succeeded_training(api, ns, "go-big", f"adapters/{ns}/go-big", rank=32)
     runtime_serving(api, ns, "go-big")
     obj = wait_for(lambda: (serving(api, ns, "go-big").get("status") or {}).get("phase") == "Failed"
-                   and serving(api, ns, "go-big"), timeout=60, interval=1, what="go-big refused")
+                   and serving(api, ns, "go-big"), timeout=60, interval=0.5, what="go-big refused")
     refused = condition(obj, "Serving")
     assert refused["reason"] == "RuntimeLoadRefused", refused
     assert "greater than max_lora_rank 16" in refused["message"], refused["message"]
@@ -220,6 +220,6 @@ def test_runtime_loading_add_update_remove_with_no_failed_request(
         except (AssertionError, OSError):
             return None
         return new_url if card and "/.versions/go-a-" in card["root"] else None
-    new_url = wait_for(new_pod_serving, timeout=2 * START, interval=1, what="the new pod serves go-a from golora's load")
+    new_url = wait_for(new_pod_serving, timeout=2 * START, interval=0.5, what="the new pod serves go-a from golora's load")
     assert_answers(new_url, "go-a")
     assert api.sanitize_for_serialization(apps.read_namespaced_deployment("vllm", ns))["spec"]["template"] == template

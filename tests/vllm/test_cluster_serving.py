@@ -54,7 +54,7 @@ def wait_serving(api, ns: str, name: str, generation: dict[str, int] | None = No
         if generation and {t["name"]: t.get("patchedGeneration") for t in st.get("targets") or []} != generation:
             return None
         return obj
-    return wait_for(ok, timeout=timeout, interval=2, what=f"AdapterServing {name} Serving")
+    return wait_for(ok, timeout=timeout, interval=0.5, what=f"AdapterServing {name} Serving")
 
 
 def engine(dep: dict) -> dict:
@@ -216,7 +216,7 @@ def test_two_adapterservings_on_one_real_server_deleting_one_keeps_the_other(
     # Both in one Deployment's --lora-modules; both listed by the real server.
     wait_for(lambda: all((serving(api, ns, n).get("status") or {}).get("phase") == "Serving" and
                          serving(api, ns, n)["status"]["targets"][0].get("adapters") == ["go-a", "go-b"]
-                         for n in ("go-a", "go-b")), timeout=START, interval=2, what="go-a and go-b Serving")
+                         for n in ("go-a", "go-b")), timeout=START, interval=0.5, what="go-a and go-b Serving")
     dep = helpers.rolled_out(api, ns, "vllm")
     assert dep is not None
     args = engine(dep)["args"]
