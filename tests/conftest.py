@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"
 
 # With xdist workers sharing the cores, torch and vLLM (in the tests, in Pods, in the demo)
-# each take one OpenMP thread: two processes of two spinning threads on two cores slowed CPU
-# training up to 7x (a 40-step run on the cluster took 362 s, 55 s with one thread each).
+# each take one OpenMP thread: with torch's default of one thread per core, two busy processes
+# on two cores slowed CPU training up to 7x (a 40-step run on the cluster: 362 s, 55 s with one).
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
