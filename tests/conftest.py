@@ -22,6 +22,9 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+CLUSTER_GROUP, LOCAL_GROUP = "cluster", "local"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Two groups for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers):
@@ -31,9 +34,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = CLUSTER_GROUP if "cluster" in item.fixturenames else LOCAL_GROUP
         item.add_marker(pytest.mark.xdist_group(group))
-
-
-CLUSTER_GROUP, LOCAL_GROUP = "cluster", "local"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
