@@ -178,3 +178,27 @@ def test_killed_run_resumes_from_its_last_checkpoint(go_store, tiny_base, tmp_pa
     logged = [int(line.split("step ")[1].split("/")[0]) for line in log.splitlines() if " step " in line and "/30" in line]
     assert logged and min(logged) > killed_after  # the step counter continued
     assert validate_adapter_dir(go_store / "adapters/ns/resume").ok
+
+
+def test_resume_from_the_final_checkpoint_trains_no_further_step(go_store, tiny_base):
+    """A run killed after its last step (in the gate, or on the way out) is retried: the retry
+    finds checkpoint-<maxSteps> and must evaluate that adapter, not train step maxSteps + 1.
+    3 steps of a 10-step epoch: transformers' loop would enter the epoch again."""
+    doc = _doc(go_store, tiny_base, "tiny-base", "adapters/ns/final",
+               training={"maxSteps": 3, "maxSamples": 40, "effectiveBatchSize": 4, "checkpointSteps": 100,
+                         "loggingSteps": 1},
+               gate={"enabled": False})
+    assert run(TrainerConfig.model_validate(doc)) == EXIT_OK
+    ckpt = go_store / "adapters/ns/final/checkpoints"
+    first = json.loads((go_store / "adapters/ns/final/result.json").read_text())
+    assert first["globalStep"] == 3 and (ckpt / "checkpoint-3/trainer_state.json").is_file()
+
+    doc["attempt"] = 2
+    assert run(TrainerConfig.model_validate(doc)) == EXIT_OK
+    second = json.loads((go_store / "adapters/ns/final/result.json").read_text())
+    assert (second["resumedFromStep"], second["globalStep"], second["totalSteps"]) == (3, 3, 3)
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-3"]
+    # the trained weights came back from the checkpoint (a fresh LoRA would score the base's loss)
+    assert second["evalLoss"] == pytest.approx(first["evalLoss"], abs=1e-3) and second["evalLoss"] < second["baseEvalLoss"]
+    assert (second["firstLoss"], second["trainLoss"]) == (first["firstLoss"], first["trainLoss"])
+    assert validate_adapter_dir(go_store / "adapters/ns/final").ok

@@ -51,6 +51,33 @@ def is_complete(path: Path) -> bool:
     return any((path / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors"))
 
 
+def is_final(path: Path) -> bool:
+    """The checkpoint holds the run's last step (``FinalCheckpoint`` wrote it): nothing is left
+    to train. The fingerprint already guarantees it was trained for this very spec."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    max_steps = state.get("max_steps") or 0
+    return max_steps > 0 and state.get("global_step", 0) >= max_steps
+
+
+def restore_final(trainer, path: Path) -> None:
+    """Load a final checkpoint into ``trainer`` without calling ``train()``.
+
+    ``Trainer.train(resume_from_checkpoint=...)`` from a final checkpoint whose step is not a
+    whole number of epochs re-enters the epoch loop and takes one more optimizer step before it
+    checks ``max_steps`` (no callback can stop it), so a retried gate would judge a different
+    adapter than the one trained. This does what the resume would, minus the step: the
+    trainer state (step, log history) and the adapter weights, still trainable.
+    """
+    from transformers.trainer_callback import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(path / "trainer_state.json"))
+    model = trainer.model
+    model.load_adapter(str(path), adapter_name=model.active_adapter, is_trainable=True)
+
+
 def checkpoint_step(path: Path) -> int:
     m = _CKPT.match(path.name)
     return int(m.group(1)) if m else -1

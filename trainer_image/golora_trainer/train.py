@@ -253,7 +253,11 @@ class TrainingRun:
         stop.install()
         t_train = time.monotonic()
         try:
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            if resume is not None and checkpoints.is_final(resume):
+                log.info("%s is the last step: nothing left to train", resume.name)
+                checkpoints.restore_final(trainer, resume)
+            else:
+                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         finally:
             stop.uninstall()
         train_seconds = time.monotonic() - t_train
