@@ -43,10 +43,16 @@ def fingerprint(cfg: TrainerConfig, data_digest: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def is_complete(path: Path) -> bool:
+def _trainer_state(path: Path) -> dict | None:
+    """The checkpoint's trainer_state.json, or None while it is missing or half-written."""
     try:
-        json.loads((path / "trainer_state.json").read_text())
+        return json.loads((path / "trainer_state.json").read_text())
     except (OSError, ValueError):
+        return None
+
+
+def is_complete(path: Path) -> bool:
+    if _trainer_state(path) is None:
         return False
     return any((path / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors"))
 
@@ -54,10 +60,7 @@ def is_complete(path: Path) -> bool:
 def is_final(path: Path) -> bool:
     """The checkpoint holds the run's last step (``FinalCheckpoint`` wrote it): nothing is left
     to train. The fingerprint already guarantees it was trained for this very spec."""
-    try:
-        state = json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
+    state = _trainer_state(path) or {}
     max_steps = state.get("max_steps") or 0
     return max_steps > 0 and state.get("global_step", 0) >= max_steps
 
